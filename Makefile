@@ -1,0 +1,56 @@
+# Two commands for a new user:  `make demo` (set up + run the demo UI and API)  and  `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fusionrec-installed
+SHARED ?= ../shared/data
+
+.PHONY: setup demo test test-fast browser bench bench-lastfm bench-llm bench-chat bench-load lint clean
+
+setup: $(STAMP)
+
+# torch first, from the CPU build (plain `torch` would pull a multi-GB CUDA build), then the project.
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/fusionrec index
+	$(BIN)/python app.py
+
+# Debian's chromium for the browser test (`playwright install` cannot download browsers here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium not installed: the browser test will be skipped (sudo apt-get install chromium)"; fi; }
+
+test: setup browser
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: bench-lastfm bench-llm bench-chat bench-load
+
+bench-lastfm: setup
+	$(BIN)/fusionrec eval --data $(SHARED)/lastfm-hetrec2011 --json artifacts/eval-lastfm.json --out artifacts/lastfm
+
+bench-llm: setup
+	$(BIN)/fusionrec eval --data demo --llm local --json artifacts/eval-demo-llm.json --out artifacts/demo-llm
+	$(BIN)/fusionrec eval --data $(SHARED)/lastfm-hetrec2011 --llm local --llm-users 100 --json artifacts/eval-lastfm-llm.json --out artifacts/lastfm-llm
+
+bench-chat: setup
+	$(BIN)/python -m evals.chat_bench --conversations 50 --json artifacts/chat-bench.json
+
+bench-load: setup
+	$(BIN)/python -m evals.load_bench --json artifacts/load-bench.json
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf .fusionrec artifacts

@@ -1,0 +1,1 @@
+"""The recommender: intent, planning, candidates, fusion, rerank, explanations, sessions, chat."""

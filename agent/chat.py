@@ -1,0 +1,202 @@
+"""One conversational turn end to end — the only place that knows the whole order:
+
+message -> checks -> intent -> plan (tools) -> execute tools -> fuse -> rerank -> explain -> reply,
+then the turn and the session memory are stored in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agent.intent import Intent, IntentParser
+from agent.llm import LLM
+from agent.llm_stage import LLMStage
+from agent.planner import Plan, plan_turn
+from agent.prompts import PromptSet
+from agent.recommender import Recommender
+from agent.reply import REFUSALS, item_answer, recommendations_text
+from agent.session import SessionState, SessionStore
+from agent.settings import Settings
+from agent.toolkit import ToolStep, build_toolkit, run_tool
+from tools.scope import scope_for
+
+log = logging.getLogger("fusionrec.chat")
+Event = Callable[[str, Any], None]
+
+
+class BadRequest(ValueError):
+    """The request cannot be served as sent (empty message, bad k...)."""
+
+
+class TooLarge(ValueError):
+    """The message is over the configured size limit."""
+
+
+@dataclass
+class TurnResult:
+    session_id: str
+    turn: int
+    kind: str  # recommendations | answer | refusal
+    reply: str
+    items: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    intent: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    llm_used: bool = False
+    fallback_reason: str | None = None
+    blend_weight: float = 0.0
+    context: str = ""
+    raw_llm: list[dict[str, Any]] = field(default_factory=list)
+    tokens: dict[str, int] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    request_id: str = ""
+    replayed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnResult:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+class ChatAgent:
+    def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: Settings,
+                 sessions: SessionStore):
+        self.recommender = recommender
+        self.llm = llm
+        self.prompts = prompts
+        self.settings = settings
+        self.sessions = sessions
+        self.parser = IntentParser(recommender.stores, prompts, llm)
+        self.stage = LLMStage(recommender, llm, prompts, settings)
+        self.fusion_only = LLMStage(recommender, None, prompts, settings) if llm is not None else self.stage
+
+    def check_message(self, message: str) -> str:
+        if not isinstance(message, str) or not message.strip():
+            raise BadRequest("the message is empty")
+        if len(message) > self.settings.api.max_message_chars:
+            raise TooLarge(f"the message has {len(message)} characters; the limit is "
+                           f"{self.settings.api.max_message_chars}")
+        return message.strip()
+
+    def turn(self, user_id: str, message: str, session_id: str | None = None, k: int | None = None,
+             idempotency_key: str | None = None, on_event: Event | None = None,
+             use_llm: bool = True) -> TurnResult:
+        """Run one turn for an authenticated user. Raises UnknownUser, BadRequest, TooLarge, SessionError
+        before any model call; everything after that degrades instead of failing."""
+        started = time.monotonic()
+        request_id = uuid.uuid4().hex[:12]
+        message = self.check_message(message)
+        if k is not None and not 1 <= k <= self.settings.api.max_k:
+            raise BadRequest(f"k must be between 1 and {self.settings.api.max_k}")
+        scope = scope_for(self.recommender.stores, user_id)  # UnknownUser for unknown ids
+        session = self.sessions.open(user_id, session_id)
+        replay = self.sessions.replay(session.id, idempotency_key)
+        if replay is not None:
+            result = TurnResult.from_dict(replay)
+            result.replayed = True
+            return result
+        emit = on_event or (lambda kind, payload: None)
+        deadline = started + self.settings.api.turn_deadline_s
+        intent_llm = use_llm and self.llm is not None and self.settings.llm.intent_with_llm
+        intent = self.parser.parse(message, use_llm=intent_llm)
+        emit("intent", intent.summary())
+        plan = plan_turn(intent, session.state, user_id, self.recommender.stores,
+                         k or self.settings.api.default_k, self.settings.api.max_k)
+        tools = build_toolkit(scope, self.recommender, self.settings.privacy.friends_detail == "names")
+        steps: list[ToolStep] = []
+        for call in plan.calls[: self.settings.api.max_tool_calls]:
+            step = run_tool(tools, call.name, call.args)
+            steps.append(step)
+            emit("step", step)
+        result = TurnResult(session_id=session.id, turn=session.state.turns + 1, kind="refusal", reply="",
+                            steps=[self._step_dict(s) for s in steps], intent=intent.summary(), notes=list(plan.notes),
+                            request_id=request_id)
+        if intent.llm_call is not None:
+            result.raw_llm.append(self._call_dict(intent.llm_call))
+        assert plan.state is not None
+        if plan.kind == "refuse":
+            result.reply = REFUSALS[intent.out_of_scope or "action"]
+        elif plan.kind == "answer":
+            self._answer(plan, steps, session.state, result)
+        else:
+            self._recommend(plan, intent, scope, message, deadline, use_llm, result, emit)
+        result.timings_ms["total_ms"] = round((time.monotonic() - started) * 1000, 1)
+        stored = self.sessions.record_turn(session, message, result.to_dict(), plan.state, idempotency_key)
+        log.info("turn done", extra={"request_id": request_id, "kind": result.kind, "items": len(result.items),
+                                     "llm_used": result.llm_used, "fallback": result.fallback_reason,
+                                     "ms": result.timings_ms["total_ms"]})
+        if stored.get("request_id") != request_id:  # a concurrent duplicate won the race: answer as it did
+            replayed = TurnResult.from_dict(stored)
+            replayed.replayed = True
+            return replayed
+        return result
+
+    def _answer(self, plan: Plan, steps: list[ToolStep], state: SessionState, result: TurnResult) -> None:
+        result.kind = "answer"
+        record = next((s.result for s in steps if s.name == "item_attributes" and not s.error), None)
+        if record is None or plan.target_item is None:
+            result.reply = plan.notes[0] if plan.notes else "I couldn't find that item."
+            return
+        question = result.intent.get("question") or "details"
+        explanation = state.explanations.get(plan.target_item)
+        result.reply = item_answer(question, record, explanation, self.recommender.stores.dataset.currency)
+        result.items = [{**record, "rank": 1, "explanation": explanation or ""}]
+
+    def _recommend(self, plan: Plan, intent: Intent, scope: Any, message: str, deadline: float, use_llm: bool,
+                   result: TurnResult, emit: Event) -> None:
+        assert plan.request is not None and plan.state is not None
+        request = plan.request
+        stores = self.recommender.stores
+        allowed = request.constraints.mask(stores)
+        if request.constraints.tags and int(allowed.sum()) < request.k:
+            relaxed = list(request.constraints.tags)
+            request.constraints.tags = []
+            request.query = " ".join([request.query or "", *relaxed]).strip() or None
+            result.notes.append(f"few items have all of the tags {', '.join(relaxed)}; treated them as preferences")
+        for term in intent.unknown_terms:
+            result.notes.append(f"nothing in the catalog matches '{term}'")
+        emit("status", "ranking candidates")
+        stage = (self.stage if use_llm else self.fusion_only).run(request, message, scope=scope, deadline=deadline)
+        result.kind = "recommendations"
+        explanations = {e.item_id: e for e in stage.explanations}
+        result.items = [{
+            "rank": r.rank, "item_id": r.item_id, "title": r.title, "category": r.category, "price": r.price,
+            "tags": r.tags, "score": r.score, "evidence": asdict(r.evidence),
+            "explanation": explanations[r.item_id].text if r.item_id in explanations else "",
+            "explanation_source": explanations[r.item_id].source if r.item_id in explanations else "evidence",
+        } for r in stage.items]
+        result.notes += stage.fused.notes
+        result.llm_used, result.fallback_reason, result.blend_weight = (stage.llm_used, stage.fallback_reason,
+                                                                         stage.blend_weight)
+        if stage.context is not None:
+            result.context = self.prompts.render("rerank", **stage.context.variables(request.k))
+        result.raw_llm += [self._call_dict(c) for c in stage.calls]
+        result.tokens = {"prompt": sum(c["prompt_tokens"] for c in result.raw_llm),
+                         "completion": sum(c["completion_tokens"] for c in result.raw_llm)}
+        result.timings_ms.update({k: round(v, 1) for k, v in stage.timings_ms.items()})
+        result.reply = recommendations_text(result.items, request.constraints.to_dict(), result.notes,
+                                            stores.dataset.currency, stage.fallback_reason, stage.llm_used)
+        ids = [r.item_id for r in stage.items]
+        plan.state.last_list = ids
+        plan.state.shown += [i for i in ids if i not in plan.state.shown]
+        plan.state.explanations = {i["item_id"]: i["explanation"] for i in result.items}
+
+    @staticmethod
+    def _step_dict(step: ToolStep) -> dict[str, Any]:
+        return {"name": step.name, "args": step.args, "summary": step.summary(), "ms": round(step.ms, 2),
+                "error": step.error,
+                "count": len(step.result) if isinstance(step.result, list) else (0 if step.result is None else 1)}
+
+    @staticmethod
+    def _call_dict(call: Any) -> dict[str, Any]:
+        return {"purpose": call.purpose, "ok": call.ok, "latency_ms": round(call.latency_ms, 1),
+                "prompt_tokens": call.prompt_tokens, "completion_tokens": call.completion_tokens,
+                "error": call.error, "raw": call.raw}
+

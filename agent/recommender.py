@@ -1,0 +1,177 @@
+"""Fused recommendations for one user: candidates from all sources, learned fusion, per-item evidence."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.candidates import CandidatePool, build_pool
+from agent.fusion import FusionModel
+from agent.request import RecommendRequest
+from agent.settings import Settings
+from retrieval.bundle import SourceModels
+from tools.scope import UserScope, scope_for
+from tools.stores import Stores
+from vectorstore.store import VectorStore, where_clause
+
+
+@dataclass
+class Evidence:
+    """What we know about why an item fits: every field comes from the stores, never from a model."""
+
+    fusion_score: float
+    cf_score: float
+    cooccurrence: float
+    content_similarity: float
+    friends_count: int
+    friends: list[str]  # display names (empty when the privacy level is 'counts')
+    similar_history: list[str]  # titles of the user's items whose text this one resembles
+    bought_together: list[str]  # titles of the user's items often bought/used by the same people
+    popularity: int
+    trend: float
+    query_similarity: float | None
+    constraints_met: list[str]
+
+
+@dataclass
+class Recommendation:
+    rank: int
+    item_id: str
+    title: str
+    category: str
+    price: float | None
+    tags: list[str]
+    description: str
+    score: float
+    evidence: Evidence
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RecommendationList:
+    user_id: str
+    items: list[Recommendation]
+    pool: CandidatePool = field(repr=False)
+    order: np.ndarray = field(repr=False)  # all candidate indices (into pool.items), best first
+    final_scores: np.ndarray = field(repr=False)  # per pool candidate
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+# Evidence thresholds: cite a history item only when the link is strong (cosine of item texts; item-kNN
+# similarity, whose 90th percentile is about 0.14 on the demo data).
+SIMILAR_TEXT = 0.5
+BOUGHT_TOGETHER = 0.1
+
+
+def _zscore(values: np.ndarray) -> np.ndarray:
+    std = float(values.std())
+    return (values - values.mean()) / std if std > 1e-9 else np.zeros_like(values)
+
+
+class Recommender:
+    def __init__(self, stores: Stores, models: SourceModels, fusion: FusionModel, settings: Settings,
+                 vector_store: VectorStore | None = None, collection: str | None = None):
+        self.stores = stores
+        self.models = models
+        self.fusion = fusion
+        self.settings = settings
+        self.vector_store = vector_store
+        self.collection = collection
+
+    def scope(self, user_id: str) -> UserScope:
+        return scope_for(self.stores, user_id)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        if self.vector_store is None:
+            raise RuntimeError("semantic queries need the vector store")
+        return self.vector_store.embedder.embed([text])[0]
+
+    def semantic_hits(self, request: RecommendRequest, vector: np.ndarray, n: int) -> list[int]:
+        """Chroma query with the hard constraints as metadata filters (the semantic-search source)."""
+        if self.vector_store is None or self.collection is None:
+            return []
+        c = request.constraints
+        where = where_clause(c.category, c.price_min, c.price_max, c.tags)
+        hits = self.vector_store.query(self.collection, embedding=vector, n=n, where=where)
+        return [self.stores.item_index[h.item_id] for h in hits if h.item_id in self.stores.item_index]
+
+    def recommend(self, request: RecommendRequest, scope: UserScope | None = None) -> RecommendationList:
+        started = time.perf_counter()
+        scope = scope or self.scope(request.user_id)
+        timings: dict[str, float] = {}
+        vector = None
+        extra: list[int] = []
+        if request.query and request.query.strip():
+            vector = self.query_vector(request.query)
+            t = time.perf_counter()
+            extra = self.semantic_hits(request, vector, self.settings.sources.per_source)
+            timings["semantic_search_ms"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        pool = build_pool(scope, self.models, request, self.settings.sources.per_source, vector, extra)
+        timings["candidates_ms"] = (time.perf_counter() - t) * 1000
+        final = self.fusion.logits(pool.features) if len(pool.items) else np.zeros(0)
+        if pool.query_sim is not None and len(pool.items):
+            final = final + self.settings.fusion.query_weight * _zscore(pool.query_sim)
+        if pool.anchor_sim is not None and len(pool.items):
+            final = final + self.settings.fusion.query_weight * _zscore(pool.anchor_sim)
+        order = np.lexsort((pool.items, -final))
+        notes = []
+        if len(pool.items) < request.k:
+            notes.append(f"only {len(pool.items)} items meet the constraints")
+        items = [self._describe(scope, pool, int(j), rank + 1, float(final[j]), request)
+                 for rank, j in enumerate(order[: request.k])]
+        timings["total_ms"] = (time.perf_counter() - started) * 1000
+        return RecommendationList(user_id=scope.user_id, items=items, pool=pool, order=order, final_scores=final,
+                                  timings_ms=timings, notes=notes)
+
+    def _history_links(self, scope: UserScope, item: int, n: int = 3) -> tuple[list[str], list[str]]:
+        """History items that make ``item`` a fit: similar text, or strong co-occurrence neighbours."""
+        row = scope.own_feedback()
+        hist = row.indices
+        if hist.size == 0:
+            return [], []
+        text_sim = self.models.content.items[hist] @ self.models.content.items[item]
+        co_sim = self.models.knn.neighbour_vector(item)[hist]
+        titles = self.stores.catalog["title"]
+        similar_idx = [hist[k] for k in np.lexsort((hist, -text_sim)) if text_sim[k] >= SIMILAR_TEXT][:n]
+        together_idx = [hist[k] for k in np.lexsort((hist, -co_sim))
+                        if co_sim[k] >= BOUGHT_TOGETHER and hist[k] not in similar_idx][:n]
+        return [str(titles.iat[h]) for h in similar_idx], [str(titles.iat[h]) for h in together_idx]
+
+    def _describe(self, scope: UserScope, pool: CandidatePool, j: int, rank: int, final: float,
+                  request: RecommendRequest) -> Recommendation:
+        stores = self.stores
+        i = int(pool.items[j])
+        record = stores.item_record(i)
+        s = pool.scores
+        friend_names: list[str] = []
+        friends_count = int(s.social_count[i])
+        if friends_count and self.settings.privacy.friends_detail == "names" and request.use_friends:
+            bought = scope.friends_positive()[:, i].toarray().ravel() > 0
+            friend_names = [n for n, b in zip(scope.friend_names(), bought, strict=True) if b]
+        similar, together = self._history_links(scope, i)
+        fusion_prob = float(1.0 / (1.0 + np.exp(-self.fusion.logits(pool.features[j:j + 1])[0])))
+        evidence = Evidence(
+            fusion_score=round(fusion_prob, 4),
+            cf_score=round(float(s.cf[i]), 4),
+            cooccurrence=round(float(s.knn[i]), 4),
+            content_similarity=round(float(s.content[i]), 4),
+            friends_count=friends_count if request.use_friends else 0,
+            friends=friend_names,
+            similar_history=similar,
+            bought_together=together,
+            popularity=int(stores.popularity[i]),
+            trend=round(float(stores.trend[i]), 3),
+            query_similarity=round(float(s.query[i]), 4) if s.query is not None else None,
+            constraints_met=request.constraints.met_by(stores, i),
+        )
+        return Recommendation(rank=rank, item_id=str(record["item_id"]), title=str(record["title"]),
+                              category=str(record["category"]), price=record["price"],  # type: ignore[arg-type]
+                              tags=list(record["tags"]), description=str(record["description"]),  # type: ignore[call-overload]
+                              score=round(final, 4), evidence=evidence)

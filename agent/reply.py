@@ -1,0 +1,80 @@
+"""The words of an answer: built from stored facts, with every catalog string escaped for markdown/HTML."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
+
+REFUSALS = {
+    "action": "I can only recommend items and answer questions about them — I can't buy, order, email or message "
+              "anyone. You can open an item from the list to buy it yourself.",
+    "other_user": "I can only use your own history and what your friends liked, in aggregate. I can't show another "
+                  "person's purchases or history.",
+    "instructions": "I can't share how I'm set up, but I'm happy to recommend something — tell me what you're "
+                    "looking for.",
+}
+
+
+def safe(text: Any) -> str:
+    """Catalog or user text made inert for markdown and HTML renderers (no links, images, tags, emphasis)."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
+def money(price: float | None, currency: str) -> str:
+    return f"{currency}{price:.2f}" if price is not None else ""
+
+
+def describe_constraints(c: dict[str, Any], currency: str) -> str:
+    parts = []
+    if c.get("category"):
+        parts.append(str(c["category"]))
+    if c.get("price_min") is not None and c.get("price_max") is not None:
+        parts.append(f"{currency}{c['price_min']:g}–{currency}{c['price_max']:g}")
+    elif c.get("price_max") is not None:
+        parts.append(f"under {currency}{c['price_max']:g}")
+    elif c.get("price_min") is not None:
+        parts.append(f"over {currency}{c['price_min']:g}")
+    parts += [f"#{t}" for t in c.get("tags", [])]
+    parts += [f"not #{t}" for t in c.get("exclude_tags", [])]
+    parts += [f"not {x}" for x in c.get("exclude_categories", [])]
+    return ", ".join(parts)
+
+
+def recommendations_text(items: list[dict[str, Any]], constraints: dict[str, Any], notes: list[str],
+                         currency: str, fallback_reason: str | None, llm_used: bool) -> str:
+    if not items:
+        lines = ["I couldn't find anything that meets all of that."]
+        lines += [f"_{safe(n)}_" for n in notes]
+        lines.append("Try loosening a condition (a higher price limit, another category).")
+        return "\n\n".join(lines)
+    header = f"Here are {len(items)} picks for you"
+    filters = describe_constraints(constraints, currency)
+    header += f" ({safe(filters)})" if filters else ""
+    lines = [header + ":"]
+    for item in items:
+        price = money(item.get("price"), currency)
+        lines.append(f"{item['rank']}. **{safe(item['title'])}**" + (f" — {safe(price)}" if price else "")
+                     + f"  \n   {safe(item['explanation'])}")
+    for note in notes:
+        lines.append(f"_{safe(note)}_")
+    if fallback_reason and fallback_reason not in {"llm_off", "ids_repaired"}:
+        lines.append(f"_Ranked by the fusion model only ({safe(fallback_reason)})._")
+    return "\n".join(lines)
+
+
+def item_answer(question: str, record: dict[str, Any], explanation: str | None, currency: str) -> str:
+    title = safe(record["title"])
+    if question == "price":
+        price = money(record.get("price"), currency)
+        return f"**{title}** costs {safe(price)}." if price else f"**{title}** has no listed price."
+    if question == "why":
+        if explanation:
+            return f"Why **{title}**: {safe(explanation)}"
+        return f"**{title}** was not in your last list, so I have no reasons recorded for it."
+    tags = ", ".join(record.get("tags", []))
+    price = money(record.get("price"), currency)
+    return (f"**{title}** — {safe(record.get('category', ''))}" + (f", {safe(price)}" if price else "")
+            + (f". Tags: {safe(tags)}" if tags else "") + f". {safe(record.get('description', ''))}")

@@ -1,0 +1,80 @@
+"""What a recommendation call asks for: hard constraints, soft query, exclusions, anchors, size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tools.stores import Stores
+
+
+@dataclass
+class Constraints:
+    """Hard conditions every recommended item must meet."""
+
+    category: str | None = None
+    price_min: float | None = None
+    price_max: float | None = None
+    tags: list[str] = field(default_factory=list)  # all must be present
+    exclude_tags: list[str] = field(default_factory=list)
+    exclude_categories: list[str] = field(default_factory=list)
+
+    def is_empty(self) -> bool:
+        return not (self.category or self.price_min is not None or self.price_max is not None or self.tags
+                    or self.exclude_tags or self.exclude_categories)
+
+    def mask(self, stores: Stores) -> np.ndarray:
+        """Boolean mask over all items (vectorised)."""
+        ok = np.ones(stores.n_items, bool)
+        if self.category:
+            ok &= stores.categories == self.category.lower()
+        for cat in self.exclude_categories:
+            ok &= stores.categories != cat.lower()
+        prices = stores.prices
+        if self.price_min is not None:
+            ok &= np.nan_to_num(prices, nan=-np.inf) >= self.price_min
+        if self.price_max is not None:
+            ok &= np.nan_to_num(prices, nan=np.inf) <= self.price_max
+        vocab = {t: k for k, t in enumerate(stores.tag_vocab)}
+        for tag in self.tags:
+            col = vocab.get(tag.lower())
+            if col is None:
+                return np.zeros(stores.n_items, bool)
+            ok &= np.asarray(stores.item_tags[:, col].todense()).ravel() > 0
+        for tag in self.exclude_tags:
+            col = vocab.get(tag.lower())
+            if col is not None:
+                ok &= np.asarray(stores.item_tags[:, col].todense()).ravel() == 0
+        return ok
+
+    def met_by(self, stores: Stores, item: int) -> list[str]:
+        """Human-readable list of the constraints this item meets (for explanations)."""
+        met = []
+        if self.category and stores.categories[item] == self.category.lower():
+            met.append(f"category is {self.category}")
+        price = stores.prices[item]
+        if self.price_max is not None and not np.isnan(price) and price <= self.price_max:
+            met.append(f"price {price:.2f} is within the {self.price_max:g} limit")
+        if self.price_min is not None and not np.isnan(price) and price >= self.price_min:
+            met.append(f"price {price:.2f} is at least {self.price_min:g}")
+        tags = set(stores.item_record(item)["tags"])  # type: ignore[arg-type]
+        met.extend(f"tagged '{t}'" for t in self.tags if t.lower() in tags)
+        return met
+
+    def to_dict(self) -> dict[str, object]:
+        return {"category": self.category, "price_min": self.price_min, "price_max": self.price_max,
+                "tags": list(self.tags), "exclude_tags": list(self.exclude_tags),
+                "exclude_categories": list(self.exclude_categories)}
+
+
+@dataclass
+class RecommendRequest:
+    user_id: str
+    k: int = 10
+    query: str | None = None  # soft preferences in words
+    constraints: Constraints = field(default_factory=Constraints)
+    exclude_items: list[str] = field(default_factory=list)  # rejected or already shown
+    like_items: list[str] = field(default_factory=list)  # "more like this one"
+    use_friends: bool = True
+    exclude_seen: str = "positive"  # "positive": drop items bought/liked; "all": drop every interacted item

@@ -1,0 +1,49 @@
+"""Builds the app from settings: one FastAPI server with the Gradio UI at / and the APIs under /v1."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from fastapi import FastAPI  # noqa: E402
+
+from agent.logs import configure_logging  # noqa: E402
+from agent.settings import Settings  # noqa: E402
+from web.api import BodyLimit, api_router, install_error_handlers  # noqa: E402
+from web.openai_api import openai_router  # noqa: E402
+from web.services import Services  # noqa: E402
+
+
+def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    import gradio as gr
+
+    from web.ui import build_ui
+
+    services = services or Services.load(settings)
+    app = FastAPI(title="fusionrec", version="0.1.0",
+                  description="Conversational recommender: fused evidence, LLM rerank, grounded explanations.")
+    app.add_middleware(BodyLimit)
+    install_error_handlers(app)
+    app.include_router(api_router(services))
+    app.include_router(openai_router(services))
+    app.state.services = services
+    ui = build_ui(services)
+    return gr.mount_gradio_app(app, ui, path="/")
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    configure_logging(settings.log_level)
+    app = build_app(settings)
+    logging.getLogger("fusionrec").info("serving on http://%s:%s", settings.host, settings.port)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    serve(Settings())

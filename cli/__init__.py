@@ -1,0 +1,1 @@
+"""The `fusionrec` command line."""

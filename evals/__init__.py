@@ -1,0 +1,1 @@
+"""Offline evaluation, baselines, benchmarks and the prompt lab."""

@@ -1,0 +1,234 @@
+"""`fusionrec eval`: the offline benchmark on real data, full ranking, every method tuned the same way.
+
+Protocol (seeded, see agent/training.py for the holdout rule):
+1. TEST split: hold out 20% of each eligible user's positive items; all their events are removed.
+2. VALIDATION split: the same rule applied again to what is left (another seed).
+3. Every baseline's grid is scored on VALIDATION with models fit on TRAIN; the best setting wins.
+   The fusion model is trained on VALIDATION labels with sources fit on TRAIN (using the tuned
+   source settings).
+4. Everything is refit on TRAIN+VALIDATION and scored once on TEST: ranking over every item the
+   user has not interacted with, no sampled negatives, ties broken by item index for every method.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from agent.fusion import FusionModel
+from agent.recommender import Recommender
+from agent.request import RecommendRequest
+from agent.settings import Settings
+from agent.training import holdout, training_rows
+from evals.baselines import Baseline, baseline_grids
+from evals.metrics import RankingMetrics, top_items
+from loaders.schema import Dataset
+from retrieval.bundle import SourceModels
+from tools.stores import Stores, build_stores
+from vectorstore.embeddings import MiniLMEmbeddingFunction
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class MethodResult:
+    method: str
+    metrics: dict[str, float]
+    params: dict[str, Any] = field(default_factory=dict)
+    validation_ndcg: float | None = None
+    latencies_ms: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        lat = np.array(self.latencies_ms) if self.latencies_ms else np.zeros(1)
+        return {
+            "method": self.method,
+            "hr@10": round(self.metrics["hr@10"], 4),
+            "ndcg@10": round(self.metrics["ndcg@10"], 4),
+            "recall@20": round(self.metrics["recall@20"], 4),
+            "coverage": round(self.metrics["coverage"], 4),
+            "p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "p95_ms": round(float(np.percentile(lat, 95)), 3),
+            "users": int(self.metrics.get("users", 0)),
+            "validation_ndcg@10": None if self.validation_ndcg is None else round(self.validation_ndcg, 4),
+            "params": self.params,
+            **self.extra,
+        }
+
+
+@dataclass
+class EvalContext:
+    dataset: Dataset
+    train: Stores
+    validation: pd.DataFrame
+    train_full: Stores
+    test: pd.DataFrame
+    embed: Callable[[Stores], np.ndarray]
+
+
+def relevant_sets(stores: Stores, held: pd.DataFrame, max_users: int | None, seed: int) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    for user_id, items in held.groupby("user_id", observed=True)["item_id"]:
+        if user_id in stores.user_index:
+            out[stores.user_index[str(user_id)]] = {stores.item_index[i] for i in items if i in stores.item_index}
+    users = sorted(out)
+    if max_users and len(users) > max_users:
+        keep = set(np.random.default_rng(seed).choice(users, max_users, replace=False).tolist())
+        out = {u: out[u] for u in users if u in keep}
+    return out
+
+
+def score_method(method: Baseline, stores: Stores, relevant: dict[int, set[int]],
+                 timings: list[float] | None = None) -> dict[str, float]:
+    metrics = RankingMetrics()
+    for user, items in relevant.items():
+        t = time.perf_counter()
+        ranked = top_items(method.score(user), stores.feedback[user].indices, 20)
+        if timings is not None:
+            timings.append((time.perf_counter() - t) * 1000)
+        metrics.add(ranked, items)
+    return metrics.summary(stores.n_items)
+
+
+def prepare(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunction, log: Log) -> EvalContext:
+    seed = settings.sources.seed
+    test_split = holdout(dataset, 0.2, seed)
+    val_split = holdout(test_split.train, settings.fusion.validation_fraction, seed + 1)
+    log(f"split: {len(test_split.held)} test pairs, {len(val_split.held)} validation pairs, "
+        f"{test_split.held['user_id'].nunique()} users")
+    train, train_full = build_stores(val_split.train), build_stores(test_split.train)
+
+    def embed(stores: Stores) -> np.ndarray:
+        return embedder.embed([stores.item_text(i) for i in range(stores.n_items)], progress=False)
+
+    return EvalContext(dataset, train, val_split.held, train_full, test_split.held, embed)
+
+
+def tune_baselines(ctx: EvalContext, quick: bool, max_users: int | None, seed: int,
+                   log: Log) -> dict[str, tuple[type[Baseline], dict[str, Any], float]]:
+    emb = ctx.embed(ctx.train)
+    relevant = relevant_sets(ctx.train, ctx.validation, max_users, seed)
+    best: dict[str, tuple[type[Baseline], dict[str, Any], float]] = {}
+    for name, (cls, grid) in baseline_grids(quick).items():
+        for params in grid:
+            result = score_method(cls(name, dict(params)).fit(ctx.train, emb), ctx.train, relevant)
+            if name not in best or result["ndcg@10"] > best[name][2]:
+                best[name] = (cls, dict(params), result["ndcg@10"])
+        log(f"tuned {name}: {best[name][1]} validation NDCG@10 {best[name][2]:.4f} ({len(grid)} settings)")
+    return best
+
+
+def source_settings_from(settings: Settings, best: dict[str, tuple[type[Baseline], dict[str, Any], float]]) -> Settings:
+    """The fusion uses each source with the hyper-parameters its own baseline was tuned to."""
+    knn, mf, social = best["item-knn"][1], best["mf-als"][1], best["social"][1]
+    sources = settings.sources.model_copy(update={
+        "knn_neighbours": knn["neighbours"], "knn_shrink": knn["shrink"],
+        "mf_factors": mf["factors"], "mf_regularization": mf["regularization"], "mf_alpha": mf["alpha"],
+        "social_similarity_weighted": social["weighted"],
+    })
+    return settings.model_copy(update={"sources": sources})
+
+
+def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunction, quick: bool = False,
+             max_users: int | None = None, log: Log = print) -> list[MethodResult]:
+    seed = settings.sources.seed
+    started = time.perf_counter()
+    ctx = prepare(dataset, settings, embedder, log)
+    best = tune_baselines(ctx, quick, max_users, seed, log)
+    tuned = source_settings_from(settings, best)
+
+    # Fusion: sources fit on TRAIN, weights learned on VALIDATION labels.
+    models = SourceModels.fit(ctx.train, tuned.sources, ctx.embed(ctx.train))
+    x, y, groups = training_rows(ctx.train, models, ctx.validation, tuned.sources.per_source,
+                                 tuned.fusion.max_training_users, seed)
+    fusion = FusionModel.fit(x, y, tuned.fusion.regularization_c,
+                             info={"validation_users": int(len(np.unique(groups)))})
+    log("fusion weights (per std. dev.): " + ", ".join(f"{f} {w:+.2f}" for f, w in fusion.weight_table()[:8]))
+
+    # Final: everything refit on TRAIN+VALIDATION, scored on TEST.
+    emb_full = ctx.embed(ctx.train_full)
+    relevant = relevant_sets(ctx.train_full, ctx.test, max_users, seed)
+    results: list[MethodResult] = []
+    for name, (cls, params, val_ndcg) in best.items():
+        timings: list[float] = []
+        method = cls(name, params).fit(ctx.train_full, emb_full)
+        metrics = score_method(method, ctx.train_full, relevant, timings)
+        results.append(MethodResult(name, metrics, params, val_ndcg, timings))
+        log(f"test {name}: NDCG@10 {metrics['ndcg@10']:.4f}")
+    models_full = SourceModels.fit(ctx.train_full, tuned.sources, emb_full)
+    recommender = Recommender(ctx.train_full, models_full, fusion, tuned)
+    fusion_result = evaluate_recommender(recommender, relevant)
+    fusion_result.params = {"sources": {k: v for k, v in tuned.sources.model_dump().items()
+                                        if k.startswith(("knn", "mf", "social", "per_source"))},
+                            "weights": dict(fusion.weight_table())}
+    results.append(fusion_result)
+    log(f"test fusion: NDCG@10 {fusion_result.metrics['ndcg@10']:.4f}  ({time.perf_counter() - started:.0f}s total)")
+    return results
+
+
+def evaluate_recommender(recommender: Recommender, relevant: dict[int, set[int]], method: str = "fusion",
+                         k: int = 20) -> MethodResult:
+    stores = recommender.stores
+    metrics = RankingMetrics()
+    timings = []
+    for user, items in relevant.items():
+        request = RecommendRequest(user_id=str(stores.user_ids[user]), k=k, exclude_seen="all")
+        t = time.perf_counter()
+        result = recommender.recommend(request)
+        timings.append((time.perf_counter() - t) * 1000)
+        ranked = np.array([stores.item_index[r.item_id] for r in result.items])
+        metrics.add(ranked, items)
+    return MethodResult(method, metrics.summary(stores.n_items), latencies_ms=timings)
+
+
+def write_reports(results: list[MethodResult], json_path: Path | None, md_path: Path | None, png_path: Path | None,
+                  title: str) -> str:
+    rows = [r.row() for r in results]
+    baselines = [r for r in rows if r["method"] not in ("fusion", "fusion+llm")]
+    best = max(baselines, key=lambda r: r["ndcg@10"]) if baselines else None
+    lines = [f"### {title}", "", "| method | HR@10 | NDCG@10 | Recall@20 | coverage | p50 ms | p95 ms |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['recall@20']:.4f} | "
+                     f"{r['coverage']:.3f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |")
+    fusion = next((r for r in rows if r["method"] == "fusion"), None)
+    if fusion and best and best["ndcg@10"] > 0:
+        lines += ["", f"fusion NDCG@10 / best single baseline ({best['method']}) = "
+                      f"{fusion['ndcg@10'] / best['ndcg@10']:.3f}x"]
+    table = "\n".join(lines)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(rows, indent=2, default=str))
+    if md_path:
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(table + "\n")
+    if png_path:
+        plot(rows, png_path, title)
+    return table
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = ["hr@10", "ndcg@10", "recall@20"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(rows)
+    for k, row in enumerate(rows):
+        ax.bar(np.arange(len(metrics)) + k * width, [row[m] for m in metrics], width, label=row["method"])
+    ax.set_xticks(np.arange(len(metrics)) + width * (len(rows) - 1) / 2, metrics)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,216 @@
+"""The three typed tables every data source becomes (catalog, interactions, social) plus users.
+
+All ids are strings. Tags are a ``|``-separated string so that the tables stay flat and can be
+written to CSV or Parquet as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CATALOG_COLUMNS: dict[str, str] = {
+    "item_id": "string",
+    "title": "string",
+    "category": "string",
+    "tags": "string",
+    "description": "string",
+    "price": "float64",
+}
+INTERACTION_COLUMNS: dict[str, str] = {
+    "user_id": "string",
+    "item_id": "string",
+    "kind": "string",
+    "weight": "float64",
+    "timestamp": "datetime64[ns]",
+}
+SOCIAL_COLUMNS: dict[str, str] = {"user_id": "string", "friend_id": "string"}
+USER_COLUMNS: dict[str, str] = {"user_id": "string", "name": "string"}
+TAG_EVENT_COLUMNS: dict[str, str] = {"user_id": "string", "item_id": "string", "tag": "string", "timestamp": "datetime64[ns]"}
+
+REQUIRED = {
+    "catalog": ["item_id", "title"],
+    "interactions": ["user_id", "item_id"],
+    "social": ["user_id", "friend_id"],
+    "users": ["user_id"],
+}
+
+
+class DataFormatError(ValueError):
+    """A data file cannot be used; says which file, line (1-based, header = line 1) and column."""
+
+    def __init__(self, path: str | Path, reason: str, line: int | None = None, column: str | None = None):
+        self.path = str(path)
+        self.line = line
+        self.column = column
+        self.reason = reason
+        where = self.path
+        if line is not None:
+            where += f", line {line}"
+        if column is not None:
+            where += f", column '{column}'"
+        super().__init__(f"{where}: {reason}")
+
+
+class UnknownUser(KeyError):
+    def __init__(self, user_id: str):
+        self.user_id = user_id
+        super().__init__(user_id)
+
+    def __str__(self) -> str:
+        return f"unknown user '{self.user_id}'"
+
+
+class UnknownItem(KeyError):
+    def __init__(self, item_id: str):
+        self.item_id = item_id
+        super().__init__(item_id)
+
+    def __str__(self) -> str:
+        return f"unknown item '{self.item_id}'"
+
+
+def split_tags(value: str | None) -> list[str]:
+    if not value or (isinstance(value, float) and np.isnan(value)):
+        return []
+    return [t.strip().lower() for t in str(value).split("|") if t.strip()]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A recommender dataset: catalog, behaviour, social graph, users (and optional tag events)."""
+
+    name: str
+    catalog: pd.DataFrame
+    interactions: pd.DataFrame
+    social: pd.DataFrame
+    users: pd.DataFrame
+    # Kinds of interaction that count as "bought / liked" (targets of recommendation, friends' signal).
+    positive_kinds: tuple[str, ...] = ("purchase",)
+    # Per-kind weight multipliers when building the implicit-feedback matrix.
+    kind_weights: dict[str, float] = field(default_factory=lambda: {"view": 0.2, "click": 0.5, "purchase": 1.0})
+    # Optional user tag events: item tags are derived from them when present (Last.fm).
+    tag_events: pd.DataFrame | None = None
+    currency: str = ""
+
+    def without_pairs(self, pairs: pd.DataFrame) -> Dataset:
+        """The dataset with every event of the given (user_id, item_id) pairs removed (evaluation holdout).
+
+        Item tags derived from tag events are recomputed, so no held-out event leaks through item text.
+        """
+        key = pd.MultiIndex.from_frame(pairs[["user_id", "item_id"]])
+        keep = ~pd.MultiIndex.from_frame(self.interactions[["user_id", "item_id"]]).isin(key)
+        interactions = self.interactions[keep].reset_index(drop=True)
+        catalog, tag_events = self.catalog, self.tag_events
+        if tag_events is not None:
+            keep_t = ~pd.MultiIndex.from_frame(tag_events[["user_id", "item_id"]]).isin(key)
+            tag_events = tag_events[keep_t].reset_index(drop=True)
+            from loaders.tagging import apply_tag_events
+
+            catalog = apply_tag_events(catalog, tag_events)
+        return replace(self, catalog=catalog, interactions=interactions, tag_events=tag_events)
+
+    def fingerprint(self) -> str:
+        """A content hash of the tables: an index built from other data is stale."""
+        h = hashlib.sha256(self.name.encode())
+        for frame in (self.catalog, self.interactions, self.social, self.users):
+            h.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
+        return h.hexdigest()[:16]
+
+
+def coerce(frame: pd.DataFrame, columns: dict[str, str], path: str | Path, table: str) -> pd.DataFrame:
+    """Check required columns, add optional ones, cast types; errors name the file, line and column."""
+    missing = [c for c in REQUIRED[table] if c not in frame.columns]
+    if missing:
+        raise DataFormatError(path, f"missing required column(s) {missing}; found {list(frame.columns)}", line=1,
+                              column=missing[0])
+    out = pd.DataFrame(index=frame.index)
+    for col, dtype in columns.items():
+        if col not in frame.columns:
+            out[col] = pd.Series(pd.NA if dtype == "string" else np.nan, index=frame.index).astype(
+                "datetime64[ns]" if dtype.startswith("datetime") else ("string" if dtype == "string" else "float64")
+            )
+            continue
+        raw = frame[col]
+        if dtype == "string":
+            out[col] = raw.astype("string").str.strip()
+        elif dtype == "float64":
+            values = pd.to_numeric(raw, errors="coerce")
+            bad = values.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataFormatError(path, f"not a number: {raw.iloc[row]!r}", line=row + 2, column=col)
+            out[col] = values.astype("float64")
+        else:
+            values = pd.to_datetime(raw, errors="coerce", utc=True).dt.tz_localize(None)
+            bad = values.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataFormatError(path, f"not a date/time: {raw.iloc[row]!r}", line=row + 2, column=col)
+            out[col] = values.astype("datetime64[ns]")
+    for col in REQUIRED[table]:
+        empty = out[col].isna() | (out[col] == "")
+        if empty.any():
+            row = int(np.flatnonzero(empty.to_numpy())[0])
+            raise DataFormatError(path, "empty value in a required column", line=row + 2, column=col)
+    return out.reset_index(drop=True)
+
+
+def check_unique(frame: pd.DataFrame, column: str, path: str | Path) -> None:
+    dup = frame[column].duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise DataFormatError(path, f"duplicate id {frame[column].iloc[row]!r}", line=row + 2, column=column)
+
+
+def check_references(frame: pd.DataFrame, column: str, known: pd.Series, path: str | Path, what: str) -> None:
+    bad = ~frame[column].isin(known)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataFormatError(path, f"{what} {frame[column].iloc[row]!r} is not in the {what} table", line=row + 2,
+                              column=column)
+
+
+def finalize(
+    name: str,
+    catalog: pd.DataFrame,
+    interactions: pd.DataFrame,
+    social: pd.DataFrame,
+    users: pd.DataFrame | None,
+    paths: dict[str, str | Path],
+    **options: object,
+) -> Dataset:
+    """Validate cross-table consistency and build the Dataset (all-or-nothing)."""
+    check_unique(catalog, "item_id", paths["catalog"])
+    catalog = catalog.assign(
+        title=catalog["title"].fillna(catalog["item_id"]),
+        category=catalog["category"].fillna("").str.lower(),
+        tags=catalog["tags"].fillna("").str.lower(),
+        description=catalog["description"].fillna(""),
+    )
+    check_references(interactions, "item_id", catalog["item_id"], paths["interactions"], "item")
+    interactions = interactions.assign(
+        kind=interactions["kind"].fillna("purchase").str.lower(),
+        weight=interactions["weight"].fillna(1.0),
+    )
+    if (interactions["weight"] < 0).any():
+        row = int(np.flatnonzero((interactions["weight"] < 0).to_numpy())[0])
+        raise DataFormatError(paths["interactions"], "negative weight", line=row + 2, column="weight")
+    known_users = pd.concat([interactions["user_id"], social["user_id"], social["friend_id"]]).drop_duplicates()
+    if users is None or users.empty:
+        users = pd.DataFrame({"user_id": known_users.astype("string"), "name": known_users.astype("string")})
+    else:
+        check_unique(users, "user_id", paths.get("users", "users"))
+        users = users.assign(name=users["name"].fillna(users["user_id"]))
+        check_references(interactions, "user_id", users["user_id"], paths["interactions"], "user")
+        check_references(social, "user_id", users["user_id"], paths["social"], "user")
+        check_references(social, "friend_id", users["user_id"], paths["social"], "user")
+    # Friendship is symmetric; self-loops and repeats are dropped.
+    both = pd.concat([social, social.rename(columns={"user_id": "friend_id", "friend_id": "user_id"})])
+    social = both[both["user_id"] != both["friend_id"]].drop_duplicates().reset_index(drop=True)
+    return Dataset(name=name, catalog=catalog.reset_index(drop=True), interactions=interactions.reset_index(drop=True),
+                   social=social[["user_id", "friend_id"]], users=users.reset_index(drop=True), **options)  # type: ignore[arg-type]

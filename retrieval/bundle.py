@@ -1,0 +1,52 @@
+"""All fitted candidate sources of one dataset, saved and loaded together with the index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from agent.settings import SourceSettings
+from retrieval.content import ContentProfile
+from retrieval.itemknn import ItemKNN
+from retrieval.mf import ALS
+from retrieval.social import FriendsSignal
+from tools.stores import Stores
+
+
+@dataclass
+class SourceModels:
+    knn: ItemKNN
+    mf: ALS
+    social: FriendsSignal
+    content: ContentProfile
+
+    @classmethod
+    def fit(cls, stores: Stores, settings: SourceSettings, item_embeddings: np.ndarray) -> SourceModels:
+        knn = ItemKNN(settings.knn_neighbours, settings.knn_shrink).fit(stores.feedback)
+        mf = ALS(settings.mf_factors, settings.mf_regularization, settings.mf_alpha, settings.mf_iterations,
+                 settings.seed).fit(stores.feedback)
+        social = FriendsSignal(settings.social_similarity_weighted).fit(stores.positive, stores.feedback,
+                                                                         stores.friends)
+        return cls(knn=knn, mf=mf, social=social, content=ContentProfile(item_embeddings))
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        assert self.knn.similarity is not None and self.social.friend_weights is not None
+        assert self.mf.user_factors is not None and self.mf.item_factors is not None
+        sp.save_npz(folder / "knn.npz", self.knn.similarity)
+        sp.save_npz(folder / "friend_weights.npz", self.social.friend_weights)
+        np.savez(folder / "mf.npz", user=self.mf.user_factors, item=self.mf.item_factors)
+        np.save(folder / "item_embeddings.npy", self.content.items)
+
+    @classmethod
+    def load(cls, folder: Path, settings: SourceSettings) -> SourceModels:
+        mf = np.load(folder / "mf.npz")
+        return cls(
+            knn=ItemKNN(settings.knn_neighbours, settings.knn_shrink).load(sp.load_npz(folder / "knn.npz")),
+            mf=ALS(settings.mf_factors).load(mf["user"], mf["item"]),
+            social=FriendsSignal(settings.social_similarity_weighted).load(sp.load_npz(folder / "friend_weights.npz")),
+            content=ContentProfile(np.load(folder / "item_embeddings.npy")),
+        )

@@ -1,0 +1,151 @@
+"""Shared fixtures: small real data built once per session (the demo shop, a Last.fm slice), a real
+Chroma store with the real embedding model, and a built index."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("FUSIONREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+LASTFM = SHARED_DATA / "lastfm-hetrec2011"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def demo_dataset():
+    from loaders.demo import make_demo
+
+    return make_demo(seed=7)
+
+
+@pytest.fixture(scope="session")
+def demo_stores(demo_dataset):
+    from tools.stores import build_stores
+
+    return build_stores(demo_dataset)
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("emb") / "embeddings.sqlite"
+
+
+@pytest.fixture(scope="session")
+def demo_settings(tmp_path_factory, embedding_cache):
+    from agent.settings import Settings
+
+    home = tmp_path_factory.mktemp("home")
+    shutil.copy(embedding_cache, home / "embeddings.sqlite") if embedding_cache.exists() else None
+    return Settings(home=home, data="demo")
+
+
+@pytest.fixture(scope="session")
+def demo_index(demo_settings, demo_dataset):
+    from agent.indexer import build_index
+
+    return build_index(demo_settings, progress=False, dataset=demo_dataset)
+
+
+@pytest.fixture(scope="session")
+def recommender(demo_settings, demo_index, demo_dataset):
+    from agent.indexer import load_recommender
+
+    return load_recommender(demo_settings, dataset=demo_dataset)
+
+
+@pytest.fixture(scope="session")
+def lastfm_slice(tmp_path_factory) -> Path:
+    """The first 60 users of the real Last.fm files (all files, same format and encodings)."""
+    if not LASTFM.is_dir():
+        pytest.fail(f"the shared Last.fm data is missing at {LASTFM} (set FUSIONREC_SHARED_DATA)")
+    out = tmp_path_factory.mktemp("lastfm")
+    keep_users: set[bytes] = set()
+    lines = (LASTFM / "user_artists.dat").read_bytes().split(b"\n")
+    for line in lines[1:]:
+        if line.strip():
+            keep_users.add(line.split(b"\t")[0])
+            if len(keep_users) >= 60:
+                break
+    for name in ("user_artists.dat", "user_taggedartists.dat", "user_friends.dat"):
+        rows = (LASTFM / name).read_bytes().split(b"\n")
+        kept = [rows[0]] + [r for r in rows[1:] if r.strip() and r.split(b"\t")[0] in keep_users
+                            and (name != "user_friends.dat" or r.split(b"\t")[1].strip() in keep_users)]
+        (out / name).write_bytes(b"\n".join(kept) + b"\n")
+    for name in ("artists.dat", "tags.dat"):
+        shutil.copy(LASTFM / name, out / name)
+    return out
+
+
+class AppServer:
+    """A real `python app.py` process on 127.0.0.1 (uvicorn + FastAPI + Gradio)."""
+
+    def __init__(self, home: Path, llm: str = "off", extra_env: dict[str, str] | None = None):
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "FUSIONREC_HOME": str(home), "FUSIONREC_PORT": str(self.port),
+               "FUSIONREC_LLM__BACKEND": llm, **(extra_env or {})}
+        self.log = home / f"app-{self.port}.log"
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
+                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"app not ready: {self.log.read_text()[-2000:]}")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill() if kill else self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def app_home(demo_settings, demo_index) -> Path:
+    """A state folder with the demo index built (shared by the app processes of the test session)."""
+    return demo_settings.home
+
+
+@pytest.fixture(scope="session")
+def app_server(app_home):
+    """The app with the LLM off (fast): for API and UI behaviour that does not need a model."""
+    server = AppServer(app_home, llm="off")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_server_llm(app_home):
+    """The app with the default local model (SmolLM2-135M through llama.cpp)."""
+    server = AppServer(app_home, llm="local")
+    yield server
+    server.stop()

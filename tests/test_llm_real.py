@@ -1,0 +1,159 @@
+"""The LLM layer with real models: SmolLM2-135M through llama.cpp, and the same GGUF behind a real
+`python -m llama_cpp.server` on loopback (the hosted backend), plus a deliberately faulty HTTP server
+on loopback for timeouts, HTTP 500 and garbage."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from agent.llm import HostedLLM, LocalLLM, default_model_path
+from agent.llm_stage import LLMStage
+from agent.prompts import load_prompt_set
+from agent.request import Constraints, RecommendRequest
+from agent.rerank import ranking_schema
+from agent.settings import LLMSettings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def local_llm():
+    return LocalLLM(LLMSettings(backend="local", n_ctx=2048, timeout_s=60))
+
+
+def stage(recommender, settings, llm, **llm_overrides):
+    s = settings.model_copy(update={"llm": settings.llm.model_copy(update={"blend_weight": 1.0, **llm_overrides})})
+    return LLMStage(recommender, llm, load_prompt_set(s.prompts_dir), s)
+
+
+def test_local_schema_constrained_json_is_valid(local_llm):
+    ids = ["p0001", "p0002", "p0003", "p0004", "p0005"]
+    out = local_llm.chat([{"role": "user", "content": "Rank these ids: " + ", ".join(ids)}],
+                         schema=ranking_schema(ids, 3), max_tokens=64)
+    data = json.loads(out.text)
+    assert len(data["ranking"]) == 3 and set(data["ranking"]) <= set(ids)
+    assert out.prompt_tokens > 0 and out.completion_tokens > 0 and out.latency_ms > 0
+    assert local_llm.identity().startswith("local:SmolLM2")
+
+
+def test_local_rerank_end_to_end(recommender, demo_settings, local_llm):
+    result = stage(recommender, demo_settings, local_llm).run(
+        RecommendRequest(user_id="u0001", k=5, query="camping", constraints=Constraints(price_max=100)),
+        "something for camping under $100")
+    ids = [r.item_id for r in result.items]
+    assert len(ids) == len(set(ids)) == 5
+    assert all(r.price <= 100 for r in result.items)
+    assert result.rerank is not None and result.rerank.calls and result.rerank.calls[0].raw
+    assert result.llm_used or result.fallback_reason is not None
+    fused = {r.item_id for r in result.fused.items}
+    assert set(ids) <= fused  # never an invented item
+
+
+def test_local_deadline_gives_fusion_in_time(recommender, demo_settings, local_llm):
+    st = stage(recommender, demo_settings, local_llm)
+    started = time.monotonic()
+    result = st.run(RecommendRequest(user_id="u0002", k=5), deadline=time.monotonic() + 0.3)
+    elapsed = time.monotonic() - started
+    assert result.fallback_reason == "timeout" and len(result.items) == 5
+    assert elapsed < 5.0  # prompt evaluation cannot be interrupted; generation stops at the deadline
+    fused = [r.item_id for r in result.fused.items[:5]]
+    assert [r.item_id for r in result.items] == fused
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", default_model_path(),
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--verbose", "false"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/v1/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("llama_cpp.server did not start")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_hosted_backend_against_real_server(llama_server, recommender, demo_settings):
+    llm = HostedLLM(LLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=60))
+    ids = ["p0010", "p0020", "p0030", "p0040"]
+    out = llm.chat([{"role": "user", "content": "Rank: " + ", ".join(ids)}], schema=ranking_schema(ids, 2))
+    assert set(json.loads(out.text)["ranking"]) <= set(ids)
+    assert out.prompt_tokens > 0
+    result = stage(recommender, demo_settings, llm).run(RecommendRequest(user_id="u0003", k=4))
+    assert len({r.item_id for r in result.items}) == 4
+    assert result.llm_used or result.fallback_reason in {"invalid_json", "no_valid_ids"}
+
+
+class FaultyHandler(BaseHTTPRequestHandler):
+    mode = "500"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_POST(self):  # noqa: N802
+        try:
+            self.answer()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up first, as it should
+
+    def answer(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        if self.mode == "slow":
+            time.sleep(10)
+        if self.mode == "drop":
+            self.connection.close()
+            return
+        if self.mode == "500":
+            self.send_response(500)
+            self.end_headers()
+            self.wfile.write(b'{"error": "boom"}')
+            return
+        body = {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": "<html>I am not JSON</html>"}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}
+        raw = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+
+@pytest.mark.parametrize("mode", ["500", "slow", "garbage", "drop"])
+def test_hosted_faults_fall_back_within_deadline(mode, recommender, demo_settings):
+    handler = type("Handler", (FaultyHandler,), {"mode": mode})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        llm = HostedLLM(LLMSettings(backend="hosted", base_url=f"http://127.0.0.1:{server.server_port}/v1",
+                                    timeout_s=1.5, max_retries=1))
+        started = time.monotonic()
+        result = stage(recommender, demo_settings, llm).run(RecommendRequest(user_id="u0004", k=5),
+                                                            deadline=time.monotonic() + 4.0)
+        elapsed = time.monotonic() - started
+    finally:
+        server.shutdown()
+    assert elapsed < 5.0
+    assert not result.llm_used and len(result.items) == 5
+    expected = {"500": "http_500", "slow": "timeout", "garbage": "invalid_json", "drop": "connection"}[mode]
+    assert result.fallback_reason == expected
+    assert [r.item_id for r in result.items] == [r.item_id for r in result.fused.items[:5]]

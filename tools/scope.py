@@ -1,0 +1,74 @@
+"""The privacy boundary: everything a tool reads for a turn goes through the acting user's scope.
+
+A scope is created from the session's authenticated user (never from message text). It hands out the
+acting user's own rows and *aggregates* over that user's friends; any other user's data is out of
+reach. Every read is recorded in an audit list so tests can prove the boundary holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from tools.stores import Stores
+
+
+class ScopeViolation(PermissionError):
+    pass
+
+
+@dataclass
+class UserScope:
+    stores: Stores
+    user: int
+    friends: np.ndarray  # friend user indices
+    audit: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def user_id(self) -> str:
+        return str(self.stores.user_ids[self.user])
+
+    def allowed(self, user: int) -> bool:
+        return user == self.user or bool(np.isin(user, self.friends))
+
+    def _record(self, what: str, users: np.ndarray | list[int]) -> None:
+        for u in np.atleast_1d(users):
+            if not self.allowed(int(u)):
+                raise ScopeViolation(f"{what}: user index {int(u)} is outside the acting user's scope")
+            self.audit.append((what, int(u)))
+
+    def own_feedback(self) -> sp.csr_matrix:
+        self._record("feedback", [self.user])
+        return self.stores.feedback[self.user]
+
+    def own_positive(self) -> sp.csr_matrix:
+        self._record("positive", [self.user])
+        return self.stores.positive[self.user]
+
+    def own_last_seen(self) -> sp.csr_matrix:
+        self._record("last_seen", [self.user])
+        return self.stores.last_seen[self.user]
+
+    def own_events(self):  # -> pd.DataFrame
+        self._record("events", [self.user])
+        ev = self.stores.events
+        return ev[ev["u"] == self.user]
+
+    def friends_positive(self) -> sp.csr_matrix:
+        """Rows of the friends' positive matrix (only to be aggregated by tools)."""
+        self._record("friends_positive", self.friends)
+        return self.stores.positive[self.friends]
+
+    def friend_names(self) -> list[str]:
+        self._record("friend_names", self.friends)
+        return [str(self.stores.user_names[f]) for f in self.friends]
+
+
+def scope_for(stores: Stores, user_id: str) -> UserScope:
+    """Scope of an authenticated user; raises UnknownUser for ids not in the store."""
+    user = stores.user_idx(user_id)
+    friends = stores.friends[user].indices.copy()
+    friends.sort()
+    return UserScope(stores=stores, user=user, friends=friends)

@@ -1,0 +1,151 @@
+"""Indexed, read-only views of a Dataset: id maps, the behaviour matrices, the friend graph, attributes.
+
+Tools never touch these arrays for an arbitrary user: they go through a ``UserScope`` (tools/scope.py),
+which only hands out the acting user's own rows and aggregates over that user's friends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from loaders.schema import Dataset, UnknownItem, UnknownUser, split_tags
+
+
+@dataclass
+class Stores:
+    dataset: Dataset
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    item_index: dict[str, int]
+    user_index: dict[str, int]
+    catalog: pd.DataFrame  # row i describes item i
+    events: pd.DataFrame  # interactions with integer u, i columns, sorted by time
+    feedback: sp.csr_matrix  # users x items implicit-feedback strength (all kinds)
+    positive: sp.csr_matrix  # users x items, 1 where the user bought/liked (positive kinds)
+    friends: sp.csr_matrix  # users x users, symmetric 0/1
+    popularity: np.ndarray  # number of users with a positive interaction, per item
+    trend: np.ndarray  # time-decayed positive count (recent popularity), per item
+    last_seen: sp.csr_matrix  # users x items, days since the dataset start of the last interaction (+1)
+    tag_vocab: np.ndarray
+    item_tags: sp.csr_matrix  # items x tags, 0/1
+    categories: np.ndarray  # category per item
+    prices: np.ndarray  # NaN where unknown
+    user_names: np.ndarray
+    now: pd.Timestamp | None
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def user_idx(self, user_id: str) -> int:
+        try:
+            return self.user_index[str(user_id)]
+        except KeyError:
+            raise UnknownUser(str(user_id)) from None
+
+    def item_idx(self, item_id: str) -> int:
+        try:
+            return self.item_index[str(item_id)]
+        except KeyError:
+            raise UnknownItem(str(item_id)) from None
+
+    def item_record(self, i: int) -> dict[str, object]:
+        row = self.catalog.iloc[i]
+        price = float(row["price"]) if pd.notna(row["price"]) else None
+        return {
+            "item_id": str(row["item_id"]),
+            "title": str(row["title"]),
+            "category": str(row["category"] or ""),
+            "tags": split_tags(row["tags"]),
+            "description": str(row["description"] or ""),
+            "price": price,
+            "popularity": int(self.popularity[i]),
+        }
+
+    def item_text(self, i: int) -> str:
+        """The text that is embedded for semantic search."""
+        row = self.catalog.iloc[i]
+        tags = ", ".join(split_tags(row["tags"]))
+        parts = [str(row["title"]), f"category: {row['category']}" if row["category"] else "",
+                 f"tags: {tags}" if tags else "", str(row["description"] or "")]
+        return ". ".join(p for p in parts if p)
+
+
+def feedback_matrix(events: pd.DataFrame, n_users: int, n_items: int, kind_weights: dict[str, float]) -> sp.csr_matrix:
+    """strength(u, i) = max over kinds of kind_weight * log1p(total weight of that kind)."""
+    grouped = events.groupby(["u", "i", "kind"], observed=True)["weight"].sum().reset_index()
+    grouped["s"] = grouped["kind"].map(kind_weights).fillna(1.0).astype(float) * np.log1p(grouped["weight"].astype(float))
+    best = grouped.groupby(["u", "i"], observed=True)["s"].max().reset_index()
+    return sp.csr_matrix((best["s"].to_numpy(np.float32), (best["u"].to_numpy(), best["i"].to_numpy())),
+                         shape=(n_users, n_items))
+
+
+def build_stores(dataset: Dataset, trend_half_life_days: float = 30.0) -> Stores:
+    catalog = dataset.catalog.reset_index(drop=True)
+    item_ids = catalog["item_id"].astype(str).to_numpy()
+    user_ids = dataset.users["user_id"].astype(str).to_numpy()
+    item_index = {v: k for k, v in enumerate(item_ids)}
+    user_index = {v: k for k, v in enumerate(user_ids)}
+    n_users, n_items = len(user_ids), len(item_ids)
+
+    ev = dataset.interactions
+    events = pd.DataFrame({
+        "u": ev["user_id"].astype(str).map(user_index).to_numpy(),
+        "i": ev["item_id"].astype(str).map(item_index).to_numpy(),
+        "kind": ev["kind"].astype(str).to_numpy(),
+        "weight": ev["weight"].to_numpy(float),
+        "timestamp": ev["timestamp"].to_numpy(),
+    })
+    events = events.sort_values(["timestamp", "u", "i"], kind="stable", na_position="first").reset_index(drop=True)
+    feedback = feedback_matrix(events, n_users, n_items, dataset.kind_weights)
+    pos = events[events["kind"].isin(dataset.positive_kinds)][["u", "i"]].drop_duplicates()
+    positive = sp.csr_matrix((np.ones(len(pos), np.float32), (pos["u"].to_numpy(), pos["i"].to_numpy())),
+                             shape=(n_users, n_items))
+    popularity = np.asarray(positive.sum(axis=0)).ravel()
+
+    ts = pd.to_datetime(events["timestamp"])
+    now = ts.max() if ts.notna().any() else None
+    if now is not None:
+        start = ts.min()
+        age = ((now - ts).dt.total_seconds() / 86400.0).fillna(np.inf).to_numpy()
+        is_pos = events["kind"].isin(dataset.positive_kinds).to_numpy()
+        decay = np.where(is_pos, np.exp(-np.log(2) * age / trend_half_life_days), 0.0)
+        trend = np.bincount(events["i"].to_numpy(), weights=decay, minlength=n_items)
+        day = ((ts - start).dt.total_seconds() / 86400.0).fillna(-1).to_numpy() + 1.0
+        last = events.assign(day=day).groupby(["u", "i"])["day"].max().reset_index()
+        last = last[last["day"] > 0]
+        last_seen = sp.csr_matrix((last["day"].to_numpy(np.float32), (last["u"], last["i"])), shape=(n_users, n_items))
+    else:
+        trend = popularity.astype(float)
+        last_seen = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+
+    soc = dataset.social
+    fu = soc["user_id"].astype(str).map(user_index).to_numpy()
+    fv = soc["friend_id"].astype(str).map(user_index).to_numpy()
+    friends = sp.csr_matrix((np.ones(len(fu), np.float32), (fu, fv)), shape=(n_users, n_users))
+    friends.data[:] = 1.0
+
+    tag_lists = [split_tags(t) for t in catalog["tags"].fillna("")]
+    vocab = np.array(sorted({t for tags in tag_lists for t in tags}))
+    tag_index = {t: k for k, t in enumerate(vocab)}
+    rows = [i for i, tags in enumerate(tag_lists) for _ in tags]
+    cols = [tag_index[t] for tags in tag_lists for t in tags]
+    item_tags = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_items, len(vocab)))
+    item_tags.data[:] = 1.0
+
+    names = dataset.users.set_index("user_id")["name"].astype(str).reindex(user_ids).fillna("").to_numpy()
+    return Stores(
+        dataset=dataset, item_ids=item_ids, user_ids=user_ids, item_index=item_index, user_index=user_index,
+        catalog=catalog, events=events, feedback=feedback, positive=positive, friends=friends,
+        popularity=popularity, trend=trend, last_seen=last_seen, tag_vocab=vocab, item_tags=item_tags,
+        categories=catalog["category"].fillna("").astype(str).str.lower().to_numpy(),
+        prices=catalog["price"].to_numpy(dtype=float), user_names=names, now=now,
+    )

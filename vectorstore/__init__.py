@@ -1,0 +1,1 @@
+"""Item texts in ChromaDB with an offline MiniLM embedding function."""

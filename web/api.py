@@ -1,0 +1,189 @@
+"""JSON API for support bots: POST /v1/recommend, GET /healthz; errors as 4xx with a clear message."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from agent.chat import BadRequest, TooLarge, TurnResult
+from agent.request import Constraints, RecommendRequest
+from agent.session import SessionError
+from loaders.schema import UnknownUser
+from web.auth import AuthError
+from web.services import Services
+
+log = logging.getLogger("fusionrec.api")
+MAX_BODY_BYTES = 256 * 1024
+
+
+class ConstraintsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    category: str | None = Field(None, max_length=60)
+    price_min: float | None = Field(None, ge=0)
+    price_max: float | None = Field(None, ge=0)
+    tags: list[str] = Field(default_factory=list, max_length=10)
+    exclude_tags: list[str] = Field(default_factory=list, max_length=10)
+
+
+class RecommendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str | None = Field(None, description="must be the user bound to the API key (or omitted)")
+    message: str | None = Field(None, description="what the user asked, in words")
+    constraints: ConstraintsBody | None = None
+    k: int = Field(5, ge=1, le=50)
+    session_id: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    use_llm: bool = True
+
+
+class ItemOut(BaseModel):
+    rank: int
+    item_id: str
+    title: str
+    category: str
+    price: float | None
+    tags: list[str]
+    score: float
+    explanation: str
+    evidence: dict[str, Any]
+
+
+class RecommendOut(BaseModel):
+    request_id: str
+    session_id: str | None
+    kind: str
+    reply: str
+    items: list[ItemOut]
+    notes: list[str]
+    llm_used: bool
+    fallback_reason: str | None
+    timings_ms: dict[str, float]
+    tokens: dict[str, int]
+    replayed: bool = False
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+def error(status: int, message: str, request_id: str = "", headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "status": status, "request_id": request_id}},
+                        status_code=status, headers=headers)
+
+
+class BodyLimit(BaseHTTPMiddleware):
+    """Refuse oversized bodies before they are parsed (no model call can happen)."""
+
+    async def dispatch(self, request: Request, call_next: Any) -> Any:
+        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return error(413, f"request body over {MAX_BODY_BYTES} bytes", request.state.request_id)
+        started = time.perf_counter()
+        response = await call_next(request)
+        response.headers["x-request-id"] = request.state.request_id
+        log.info("http %s %s %s", request.method, request.url.path, response.status_code,
+                 extra={"request_id": request.state.request_id, "ms": round((time.perf_counter() - started) * 1000, 1)})
+        return response
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    def rid(request: Request) -> str:
+        return getattr(request.state, "request_id", "")
+
+    @app.exception_handler(ApiError)
+    async def _api(request: Request, exc: ApiError) -> JSONResponse:
+        return error(exc.status, exc.message, rid(request), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+        msg = first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":
+            return error(422, "malformed JSON body", rid(request))
+        return error(422, f"{where}: {msg}" if where else msg, rid(request))
+
+
+def authorize(services: Services, authorization: str | None, claimed_user: str | None = None) -> str:
+    try:
+        user = services.keys.user_for(authorization)
+    except AuthError as exc:
+        raise ApiError(401, str(exc)) from None
+    if claimed_user is not None and claimed_user != user:
+        raise ApiError(403, "this API key cannot act for another user")
+    allowed, wait = services.limiter.allow(authorization or "")
+    if not allowed:
+        raise ApiError(429, "rate limit exceeded; retry later", {"Retry-After": str(max(1, int(wait + 0.999)))})
+    return user
+
+
+def run_turn(services: Services, user: str, message: str, session_id: str | None, k: int | None,
+             idempotency_key: str | None, use_llm: bool = True) -> TurnResult:
+    try:
+        return services.agent.turn(user, message, session_id=session_id, k=k, idempotency_key=idempotency_key,
+                                   use_llm=use_llm)
+    except TooLarge as exc:
+        raise ApiError(413, str(exc)) from None
+    except BadRequest as exc:
+        raise ApiError(422, str(exc)) from None
+    except UnknownUser:
+        raise ApiError(403, "the user bound to this key is not in the data") from None
+    except SessionError as exc:
+        raise ApiError(403, str(exc)) from None
+
+
+def structured(services: Services, user: str, body: RecommendBody, request_id: str) -> RecommendOut:
+    """No words, just constraints: the fused (and reranked) list without a conversation."""
+    c = body.constraints or ConstraintsBody()
+    request = RecommendRequest(user_id=user, k=body.k, constraints=Constraints(
+        c.category, c.price_min, c.price_max, list(c.tags), list(c.exclude_tags)))
+    stage = services.agent.stage if body.use_llm else services.agent.fusion_only
+    try:
+        result = stage.run(request, "")
+    except UnknownUser:
+        raise ApiError(403, "the user bound to this key is not in the data") from None
+    explanations = {e.item_id: e.text for e in result.explanations}
+    items = [ItemOut(rank=r.rank, item_id=r.item_id, title=r.title, category=r.category, price=r.price, tags=r.tags,
+                     score=r.score, explanation=explanations.get(r.item_id, ""), evidence=r.evidence.__dict__)
+             for r in result.items]
+    prompt, completion = result.tokens
+    return RecommendOut(request_id=request_id, session_id=None, kind="recommendations", reply="", items=items,
+                        notes=result.fused.notes, llm_used=result.llm_used, fallback_reason=result.fallback_reason,
+                        timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
+                        tokens={"prompt": prompt, "completion": completion})
+
+
+def api_router(services: Services) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"status": "ok", "data": services.settings.data, "items": services.recommender.stores.n_items,
+                "llm": services.llm.identity() if services.llm else None, "llm_error": services.llm_error}
+
+    @router.post("/v1/recommend", response_model=RecommendOut)
+    def recommend(body: RecommendBody, request: Request, authorization: str | None = Header(None),
+                  idempotency_key: str | None = Header(None)) -> RecommendOut:
+        user = authorize(services, authorization, body.user)
+        rid = request.state.request_id
+        if body.message is None:
+            return structured(services, user, body, rid)
+        turn = run_turn(services, user, body.message, body.session_id, body.k, idempotency_key, body.use_llm)
+        items = [ItemOut(**{k: v for k, v in i.items() if k in ItemOut.model_fields}) for i in turn.items
+                 if "score" in i]
+        return RecommendOut(request_id=turn.request_id or rid, session_id=turn.session_id, kind=turn.kind,
+                            reply=turn.reply, items=items, notes=turn.notes, llm_used=turn.llm_used,
+                            fallback_reason=turn.fallback_reason, timings_ms=turn.timings_ms, tokens=turn.tokens,
+                            replayed=turn.replayed)
+
+    return router
+
