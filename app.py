@@ -33,7 +33,7 @@ def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(openai_router(services))
     app.state.services = services
     ui = build_ui(services)
-    return gr.mount_gradio_app(app, ui, path="/")
+    return gr.mount_gradio_app(app, ui, path="/", run_history=False)
 
 
 def serve(settings: Settings) -> None:
@@ -42,7 +42,8 @@ def serve(settings: Settings) -> None:
     configure_logging(settings.log_level)
     app = build_app(settings)
     logging.getLogger("fusionrec").info("serving on http://%s:%s", settings.host, settings.port)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    # Open browser tabs keep Gradio connections alive: bound the graceful shutdown.
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 if __name__ == "__main__":

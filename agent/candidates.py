@@ -16,13 +16,14 @@ from retrieval.bundle import SourceModels
 from tools.scope import UserScope
 
 # The per-source evidence every candidate carries. Order matters: it is the fusion model's input.
-SOURCES = ("cf", "knn", "social_count", "social_weighted", "content", "popularity")
+# Each behavioural source is seen five ways: raw; z-score over the user's allowed items (scale-free
+# across users and refits); share of the user's best score; 1/log2(2 + rank) and log(1 + rank) among all
+# the user's allowed items.
+SCORED = ("cf", "knn", "content", "social_weighted")
 FEATURES = (
-    "cf", "cf_norm", "cf_rank",
-    "knn", "knn_norm", "knn_rank",
-    "social_count", "social_share", "social_weighted", "social_rank",
-    "content", "content_rank",
-    "popularity", "popularity_rank", "trend",
+    *(f"{name}_{kind}" for name in SCORED for kind in ("raw", "z", "norm", "rank", "logrank")),
+    "social_count", "social_share", "popularity", "popularity_rank", "trend",
+    "social_share_x_friends", "cf_z_x_history", "knn_z_x_history",
 )
 
 
@@ -38,6 +39,7 @@ class SourceScores:
     popularity: np.ndarray
     trend: np.ndarray
     n_friends: int
+    n_history: int = 0
     query: np.ndarray | None = None
     anchor: np.ndarray | None = None
 
@@ -78,6 +80,7 @@ def compute_source_scores(scope: UserScope, models: SourceModels, query_vector: 
         popularity=np.log1p(stores.popularity).astype(np.float32),
         trend=np.log1p(stores.trend).astype(np.float32),
         n_friends=int(scope.friends.size) if use_friends else 0,
+        n_history=int(row.nnz),
         query=query,
         anchor=anchor,
     )
@@ -96,16 +99,33 @@ def _norm(values: np.ndarray) -> np.ndarray:
     return values / peak if peak > 0 else values
 
 
-def feature_matrix(s: SourceScores, items: np.ndarray) -> np.ndarray:
-    cf, knn, sc, sw, ct, pop = (s.cf[items], s.knn[items], s.social_count[items], s.social_weighted[items],
-                                s.content[items], s.popularity[items])
-    cols = [
-        cf, _norm(cf), _rank_feature(cf, items),
-        knn, _norm(knn), _rank_feature(knn, items),
-        np.log1p(sc), sc / max(s.n_friends, 1), sw, _rank_feature(sw + 1e-3 * sc, items),
-        ct, _rank_feature(ct, items),
-        pop, _rank_feature(pop, items), s.trend[items],
-    ]
+def _z(values: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    ref = values[allowed] if allowed.any() else values
+    std = float(ref.std())
+    return (values - float(ref.mean())) / std if std > 1e-9 else np.zeros_like(values)
+
+
+def _rank_among(full: np.ndarray, allowed: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """0-based rank of each candidate among all allowed items (ties share the better rank)."""
+    ref = np.sort(full[allowed] if allowed.any() else full)
+    return (len(ref) - np.searchsorted(ref, full[items], side="right")).astype(np.float64)
+
+
+def feature_matrix(s: SourceScores, items: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    cols = []
+    z_of = {}
+    for name in SCORED:
+        full = getattr(s, name)
+        z = _z(full, allowed)[items]
+        z_of[name] = z
+        values = full[items]
+        rank = _rank_among(full, allowed, items)
+        cols += [values, z, _norm(values), 1.0 / np.log2(2.0 + rank), np.log1p(rank)]
+    count = s.social_count[items]
+    share = count / max(s.n_friends, 1)
+    history = np.log1p(s.n_history)
+    cols += [np.log1p(count), share, s.popularity[items], _rank_feature(s.popularity[items], items), s.trend[items],
+             share * np.log1p(s.n_friends), z_of["cf"] * history, z_of["knn"] * history]
     return np.column_stack(cols).astype(np.float64)
 
 
@@ -155,7 +175,7 @@ def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest
     items = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
     return CandidatePool(
         items=items,
-        features=feature_matrix(scores, items),
+        features=feature_matrix(scores, items, allowed),
         scores=scores,
         query_sim=scores.query[items] if scores.query is not None else None,
         anchor_sim=scores.anchor[items] if scores.anchor is not None else None,

@@ -22,11 +22,16 @@ from agent.recommender import Recommender
 from agent.reply import REFUSALS, item_answer, recommendations_text
 from agent.session import SessionState, SessionStore
 from agent.settings import Settings
+from agent.tool_router import model_tool_calls
 from agent.toolkit import ToolStep, build_toolkit, run_tool
-from tools.scope import scope_for
+from tools.scope import UserScope, scope_for
+from tools.stores import Stores
 
 log = logging.getLogger("fusionrec.chat")
 Event = Callable[[str, Any], None]
+
+
+CANDIDATE_TOOLS = {"search_catalog", "semantic_search", "similar_items", "popular_items"}
 
 
 class BadRequest(ValueError):
@@ -67,7 +72,8 @@ class TurnResult:
 
 class ChatAgent:
     def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: Settings,
-                 sessions: SessionStore):
+                 sessions: SessionStore, scope_factory: Callable[[Stores, str], UserScope] = scope_for):
+        self.scope_factory = scope_factory  # tests pass a recording factory to audit every read
         self.recommender = recommender
         self.llm = llm
         self.prompts = prompts
@@ -95,7 +101,7 @@ class ChatAgent:
         message = self.check_message(message)
         if k is not None and not 1 <= k <= self.settings.api.max_k:
             raise BadRequest(f"k must be between 1 and {self.settings.api.max_k}")
-        scope = scope_for(self.recommender.stores, user_id)  # UnknownUser for unknown ids
+        scope = self.scope_factory(self.recommender.stores, user_id)  # UnknownUser for unknown ids
         session = self.sessions.open(user_id, session_id)
         replay = self.sessions.replay(session.id, idempotency_key)
         if replay is not None:
@@ -110,8 +116,15 @@ class ChatAgent:
         plan = plan_turn(intent, session.state, user_id, self.recommender.stores,
                          k or self.settings.api.default_k, self.settings.api.max_k)
         tools = build_toolkit(scope, self.recommender, self.settings.privacy.friends_detail == "names")
+        calls = plan.calls
+        if plan.kind == "recommend" and use_llm and self.settings.llm.tool_choice == "model" \
+                and self.settings.llm.backend == "hosted":
+            chosen = model_tool_calls(self.settings.llm, self.prompts, tools, message, self.settings.api.max_tool_calls)
+            if chosen is None:
+                plan.notes.append("the model did not choose tools; used the built-in plan")
+            calls = chosen or plan.calls
         steps: list[ToolStep] = []
-        for call in plan.calls[: self.settings.api.max_tool_calls]:
+        for call in calls[: self.settings.api.max_tool_calls]:
             step = run_tool(tools, call.name, call.args)
             steps.append(step)
             emit("step", step)
@@ -126,7 +139,7 @@ class ChatAgent:
         elif plan.kind == "answer":
             self._answer(plan, steps, session.state, result)
         else:
-            self._recommend(plan, intent, scope, message, deadline, use_llm, result, emit)
+            self._recommend(plan, intent, scope, message, deadline, use_llm, result, emit, steps)
         result.timings_ms["total_ms"] = round((time.monotonic() - started) * 1000, 1)
         stored = self.sessions.record_turn(session, message, result.to_dict(), plan.state, idempotency_key)
         log.info("turn done", extra={"request_id": request_id, "kind": result.kind, "items": len(result.items),
@@ -150,18 +163,22 @@ class ChatAgent:
         result.items = [{**record, "rank": 1, "explanation": explanation or ""}]
 
     def _recommend(self, plan: Plan, intent: Intent, scope: Any, message: str, deadline: float, use_llm: bool,
-                   result: TurnResult, emit: Event) -> None:
+                   result: TurnResult, emit: Event, steps: list[ToolStep]) -> None:
         assert plan.request is not None and plan.state is not None
         request = plan.request
         stores = self.recommender.stores
-        allowed = request.constraints.mask(stores)
-        if request.constraints.tags and int(allowed.sum()) < request.k:
+        if request.constraints.tags and not request.constraints.mask(stores).any():
+            # No item has all the tags together: keep them as preferences rather than answer nothing.
             relaxed = list(request.constraints.tags)
             request.constraints.tags = []
             request.query = " ".join([request.query or "", *relaxed]).strip() or None
-            result.notes.append(f"few items have all of the tags {', '.join(relaxed)}; treated them as preferences")
+            result.notes.append(f"no item has all of the tags {', '.join(relaxed)}; treated them as preferences")
         for term in intent.unknown_terms:
             result.notes.append(f"nothing in the catalog matches '{term}'")
+        # What the search tools found joins the candidate pool (the fusion still decides the order).
+        request.hints = list(dict.fromkeys(
+            str(r["item_id"]) for step in steps if step.name in CANDIDATE_TOOLS and isinstance(step.result, list)
+            for r in step.result if isinstance(r, dict) and "item_id" in r))
         emit("status", "ranking candidates")
         stage = (self.stage if use_llm else self.fusion_only).run(request, message, scope=scope, deadline=deadline)
         result.kind = "recommendations"

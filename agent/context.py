@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from agent.recommender import Recommendation
 from agent.request import Constraints
+from loaders.sanitize import strip_instructions
 from tools.history import HistoryEntry
 from tools.social import FriendSignal
 
@@ -90,8 +91,8 @@ def candidate_line(rec: Recommendation, currency: str = "", show_names: bool = T
     if e.query_similarity is not None:
         why.append(f"request match {e.query_similarity:.2f}")
     tags = ", ".join(clean(t, 20) for t in rec.tags[:3])
-    return (f"{rec.item_id} | {clean(rec.title, 50)} | {rec.category} | {price} | {tags} | "
-            f"{'; '.join(why) or '-'} | {clean(rec.description, 60)}")
+    return (f"{rec.item_id} | {clean(strip_instructions(rec.title), 50)} | {rec.category} | {price} | {tags} | "
+            f"{'; '.join(why) or '-'} | {clean(strip_instructions(rec.description), 48)}")
 
 
 def build_rerank_context(

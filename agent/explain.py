@@ -12,14 +12,10 @@ from agent.context import clean
 from agent.llm import LLM, CallRecord, LLMError
 from agent.prompts import PromptSet
 from agent.recommender import Recommendation
+from loaders.sanitize import strip_instructions
 
 # Words an explanation may use freely (sentence glue); everything capitalised or numeric must be evidence.
-COMMON = set("""a an the and or but so because since as with without for from to of in on at by it its it's
-this that these those you your yours we our they them their he she his her i my me is are was were be been
-fits fit matches match match suits great good nice perfect ideal popular choice pick option similar like likes
-liked loved love enjoy enjoyed bought buy purchased friend friends also too both only just very well here
-there which who what why how price priced under over within budget cheap affordable category tagged tags
-recommended recommend because it's you've you'll you're people many lots several""".split())
+COMMON = set(["a", "an", "the", "and", "or", "but", "so", "because", "since", "as", "with", "without", "for", "from", "to", "of", "in", "on", "at", "by", "it", "its", "it's", "this", "that", "these", "those", "you", "your", "yours", "we", "our", "they", "them", "their", "he", "she", "his", "her", "i", "my", "me", "is", "are", "was", "were", "be", "been", "fits", "fit", "matches", "match", "match", "suits", "great", "good", "nice", "perfect", "ideal", "popular", "choice", "pick", "option", "similar", "like", "likes", "liked", "loved", "love", "enjoy", "enjoyed", "bought", "buy", "purchased", "friend", "friends", "also", "too", "both", "only", "just", "very", "well", "here", "there", "which", "who", "what", "why", "how", "price", "priced", "under", "over", "within", "budget", "cheap", "affordable", "category", "tagged", "tags", "recommended", "recommend", "because", "it's", "you've", "you'll", "you're", "people", "many", "lots", "several"])
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]*")
 _UNSAFE = re.compile(r"(https?://|www\.|<[a-z/!]|!\[|\]\(|javascript:|\{|\})", re.I)
@@ -69,7 +65,7 @@ def evidence_text(rec: Recommendation, currency: str = "", show_names: bool = Tr
 def allowed_vocabulary(rec: Recommendation, currency: str = "") -> tuple[set[str], set[str]]:
     """(words, numbers) that an explanation of this item may mention."""
     e = rec.evidence
-    texts = [rec.title, rec.category, " ".join(rec.tags), rec.description, " ".join(e.friends),
+    texts = [rec.title, rec.category, " ".join(rec.tags), strip_instructions(rec.description), " ".join(e.friends),
              " ".join(e.similar_history), " ".join(e.bought_together), " ".join(e.constraints_met), evidence_text(rec, currency)]
     words = {w.lower().strip("'’") for t in texts for w in _WORD.findall(t)}
     numbers = {n for t in texts for n in _NUMBER.findall(t)}
@@ -163,9 +159,12 @@ class Explainer:
     def facts(self, rec: Recommendation) -> str:
         return f"{rec.item_id}: {clean(rec.title, 70)}; {clean(evidence_text(rec, self.currency, self.show_names), 300)}"
 
-    def explain(self, recs: list[Recommendation], request_text: str, deadline: float | None = None) -> ExplainOutcome:
+    def explain(self, recs: list[Recommendation], request_text: str, deadline: float | None = None,
+                limit: int = 5) -> ExplainOutcome:
+        """Evidence-built reasons for every item; the LLM may rephrase the first ``limit`` of them."""
         base = [Explanation(r.item_id, evidence_text(r, self.currency, self.show_names), "evidence") for r in recs]
         outcome = ExplainOutcome(base)
+        recs = recs[:limit]
         if self.llm is None or not recs:
             return outcome
         remaining = (deadline - time.monotonic()) if deadline is not None else None

@@ -1,7 +1,11 @@
-"""Learned fusion: h = sigma(sum_i W_i * X_i + b) over standardised per-source evidence features.
+"""Learned fusion of the per-source evidence features into one score.
 
-Trained as a logistic regression on held-out behaviour (agent/training.py); weights are plain numbers
-saved as JSON next to the index so anyone can read which source counts how much.
+Two learners, chosen by ``fusion.model``:
+* ``logistic``: h = sigma(sum_i W_i * X_i + b) over standardised features — the seed design; its weights
+  are plain numbers.
+* ``lambdarank`` (default, "or better"): gradient-boosted trees trained to rank each user's held-out
+  items first (LightGBM LambdaRank); inspectable through per-feature gain shares and the model text.
+Both are trained on held-out behaviour (agent/training.py) and saved as JSON next to the index.
 """
 
 from __future__ import annotations
@@ -9,13 +13,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from agent.candidates import FEATURES
 
 # Used only when there is no behaviour to learn from (a brand-new catalog): a sensible prior.
-DEFAULT_WEIGHTS = {"cf_norm": 1.0, "knn_norm": 1.0, "social_share": 0.5, "content": 0.5, "popularity_rank": 0.2}
+DEFAULT_WEIGHTS = {"cf_z": 1.0, "knn_z": 1.0, "social_share": 0.5, "content_z": 0.5, "popularity_rank": 0.2}
+RANKER_PARAMS = {
+    "objective": "lambdarank", "lambdarank_truncation_level": 20, "n_estimators": 300, "learning_rate": 0.05,
+    "num_leaves": 15, "min_child_samples": 200, "reg_lambda": 10.0, "subsample": 0.8, "subsample_freq": 1,
+    "colsample_bytree": 0.7, "n_jobs": 1, "verbose": -1,
+}
 
 
 @dataclass
@@ -26,15 +36,17 @@ class FusionModel:
     mean: np.ndarray
     scale: np.ndarray
     info: dict[str, object] = field(default_factory=dict)
+    ranker: Any = None  # a LightGBM Booster when the model is a ranker
 
     @classmethod
     def default(cls) -> FusionModel:
         weights = np.array([DEFAULT_WEIGHTS.get(f, 0.0) for f in FEATURES])
         return cls(FEATURES, weights, 0.0, np.zeros(len(FEATURES)), np.ones(len(FEATURES)),
-                   {"trained": False, "reason": "no training data; default prior weights"})
+                   {"trained": False, "model": "logistic", "reason": "no training data; default prior weights"})
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, c: float = 1.0, info: dict[str, object] | None = None) -> FusionModel:
+    def fit(cls, x: np.ndarray, y: np.ndarray, c: float = 1.0, info: dict[str, object] | None = None,
+            model: str = "logistic", groups: np.ndarray | None = None, seed: int = 0) -> FusionModel:
         from sklearn.linear_model import LogisticRegression
 
         mean = x.mean(axis=0)
@@ -43,40 +55,68 @@ class FusionModel:
         z = (x - mean) / scale
         lr = LogisticRegression(C=c, max_iter=5000)
         lr.fit(z, y.astype(int))
-        return cls(FEATURES, lr.coef_[0].copy(), float(lr.intercept_[0]), mean, scale,
-                   {"trained": True, "rows": int(len(y)), "positives": int(y.sum()), "C": c, **(info or {})})
+        meta = {"trained": True, "model": model, "rows": int(len(y)), "positives": int(y.sum()), "C": c,
+                **(info or {})}
+        fitted = cls(FEATURES, lr.coef_[0].copy(), float(lr.intercept_[0]), mean, scale, meta)
+        if model == "lambdarank":
+            if groups is None:
+                raise ValueError("a ranker needs the user group of every row")
+            fitted.ranker = _fit_ranker(x, y, groups, seed)
+        return fitted
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        if self.ranker is not None:
+            return np.asarray(self.ranker.predict(x, num_threads=1), dtype=np.float64)
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
 
     def score(self, x: np.ndarray) -> np.ndarray:
-        """sigma(W . z + b): the fusion probability-like score in (0, 1)."""
+        """sigma(logit): a (0, 1) score for display; the order is the order of the logits."""
         return 1.0 / (1.0 + np.exp(-self.logits(x)))
 
-    def contributions(self, x: np.ndarray) -> dict[str, float]:
-        """Per-feature share of one candidate's logit (for inspection)."""
-        z = (x - self.mean) / self.scale
-        return {f: float(w * v) for f, w, v in zip(self.features, self.weights, z, strict=True)}
-
     def weight_table(self) -> list[tuple[str, float]]:
-        """Weights per unit of standard deviation, largest first."""
+        """Logistic: weights per standard deviation. Ranker: each feature's share of the total split gain."""
+        if self.ranker is not None:
+            gain = np.asarray(self.ranker.feature_importance(importance_type="gain"), dtype=float)
+            share = gain / gain.sum() if gain.sum() > 0 else gain
+            return sorted(zip(self.features, share.round(4).tolist(), strict=True), key=lambda t: -t[1])
         return sorted(zip(self.features, self.weights.tolist(), strict=True), key=lambda t: -abs(t[1]))
 
     def to_json(self) -> dict[str, object]:
         return {"features": list(self.features), "weights": self.weights.tolist(), "bias": self.bias,
-                "mean": self.mean.tolist(), "scale": self.scale.tolist(), "info": self.info}
+                "mean": self.mean.tolist(), "scale": self.scale.tolist(), "info": self.info,
+                "ranker": self.ranker.model_to_string() if self.ranker is not None else None}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> FusionModel:
         features = tuple(data["features"])  # type: ignore[arg-type]
         if features != FEATURES:
             raise ValueError("the saved fusion model was trained on other features; re-run `fusionrec index`")
+        ranker = None
+        if data.get("ranker"):
+            import lightgbm as lgb
+
+            ranker = lgb.Booster(model_str=str(data["ranker"]))
         return cls(features, np.array(data["weights"]), float(data["bias"]),  # type: ignore[arg-type]
-                   np.array(data["mean"]), np.array(data["scale"]), dict(data.get("info", {})))  # type: ignore[arg-type]
+                   np.array(data["mean"]), np.array(data["scale"]), dict(data.get("info", {})),  # type: ignore[arg-type]
+                   ranker)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2))
+        path.write_text(json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> FusionModel:
         return cls.from_json(json.loads(path.read_text()))
+
+
+def _fit_ranker(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> Any:
+    import lightgbm as lgb
+
+    order = np.argsort(groups, kind="stable")
+    x, y, groups = x[order], y[order], groups[order]
+    _, counts = np.unique(groups, return_counts=True)
+    keep_groups = np.repeat(np.add.reduceat(y.astype(int), np.r_[0, np.cumsum(counts)[:-1]]) > 0, counts)
+    x, y, groups = x[keep_groups], y[keep_groups], groups[keep_groups]  # users with no target teach nothing
+    _, counts = np.unique(groups, return_counts=True)
+    ranker = lgb.LGBMRanker(**RANKER_PARAMS, random_state=seed)
+    ranker.fit(x, y.astype(int), group=counts)
+    return ranker.booster_

@@ -22,20 +22,7 @@ NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, 
                 "nine": 9, "ten": 10, "a couple": 2, "a few": 3, "some": None}
 ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
             "fifth": 5, "5th": 5, "last": -1}
-STOPWORDS = set("""a an the and or but if then so to of in on at by for with without from into onto about as is are
-was were be been being am do does did have has had i me my mine you your yours we our us they them their it its
-this that these those what which who whom whose where when why how all any some no not nor only own same such
-than too very can could should would will shall may might must just also please thanks thank hi hello hey want
-wants wanted need needs looking look show give find get recommend recommendations recommendation suggest
-suggestions something anything things thing stuff items item options option ideas idea picks pick like likes
-love loved good great nice best better more less most least new cheap cheaper expensive price priced cost costs
-under over below above between around about up max min maximum minimum at most least dollars dollar usd eur euros
-bucks pounds gbp friend friends buy bought purchase purchased maybe really much many one ones lot lots kind sort
-type else instead other another again still now today gift gifts present someone somebody him her he she his hers
-me. i'm i'd i've it's that's don't dont won't wont can't cant isn't similar different same style stylish quality
-well also bit little big small large tell know go going let lets let's okay ok yes yeah sure fine cool gear stuff
-first second third fourth fifth last next previous three four five six seven eight nine ten twenty email
-mail send share order cart please pls plz thx ones""".split())
+STOPWORDS = set(["a", "an", "the", "and", "or", "but", "if", "then", "so", "to", "of", "in", "on", "at", "by", "for", "with", "without", "from", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have", "has", "had", "i", "me", "my", "mine", "you", "your", "yours", "we", "our", "us", "they", "them", "their", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "all", "any", "some", "no", "not", "nor", "only", "own", "same", "such", "than", "too", "very", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "just", "also", "please", "thanks", "thank", "hi", "hello", "hey", "want", "wants", "wanted", "need", "needs", "looking", "look", "show", "give", "find", "get", "recommend", "recommendations", "recommendation", "suggest", "suggestions", "something", "anything", "things", "thing", "stuff", "items", "item", "options", "option", "ideas", "idea", "picks", "pick", "like", "likes", "love", "loved", "good", "great", "nice", "best", "better", "more", "less", "most", "least", "new", "cheap", "cheaper", "expensive", "price", "priced", "cost", "costs", "under", "over", "below", "above", "between", "around", "about", "up", "max", "min", "maximum", "minimum", "at", "most", "least", "dollars", "dollar", "usd", "eur", "euros", "bucks", "pounds", "gbp", "friend", "friends", "buy", "bought", "purchase", "purchased", "maybe", "really", "much", "many", "one", "ones", "lot", "lots", "kind", "sort", "type", "else", "instead", "other", "another", "again", "still", "now", "today", "gift", "gifts", "present", "someone", "somebody", "him", "her", "he", "she", "his", "hers", "me.", "i'm", "i'd", "i've", "it's", "that's", "don't", "dont", "won't", "wont", "can't", "cant", "isn't", "similar", "different", "same", "style", "stylish", "quality", "well", "also", "bit", "little", "big", "small", "large", "tell", "know", "go", "going", "let", "lets", "let's", "okay", "ok", "yes", "yeah", "sure", "fine", "cool", "gear", "stuff", "first", "second", "third", "fourth", "fifth", "last", "next", "previous", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twenty", "email", "mail", "send", "share", "order", "cart", "please", "pls", "plz", "thx", "ones"])
 OUT_OF_SCOPE = re.compile(
     r"\b(buy (it|this|that|them|these)|order (it|this|that|them)|add (it |this |that )?to (my )?(cart|basket)|check ?out|"
     r"place an order|pay for|e-?mail|send (a |an )?(message|mail|text|email)|message my|text my|post (it|this)|"
@@ -83,11 +70,11 @@ def extract_prices(text: str) -> tuple[float | None, float | None, str]:
     lo = hi = None
     patterns = [
         (rf"\bbetween\s+{_MONEY}\s+(?:and|to|-)\s+{_MONEY}", "range"),
-        (rf"(?:[$€£]\s?)(\d+(?:[.,]\d+)?k?)\s?(?:-|to)\s?(?:[$€£]\s?)?(\d+(?:[.,]\d+)?k?)", "range"),
+        (r"(?:[$€£]\s?)(\d+(?:[.,]\d+)?k?)\s?(?:-|to)\s?(?:[$€£]\s?)?(\d+(?:[.,]\d+)?k?)", "range"),
         (rf"\b(?:under|below|less than|cheaper than|up to|at most|max(?:imum)?|no more than|within|<=?)\s*{_MONEY}", "max"),
         (rf"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*{_MONEY}", "min"),
         (rf"\b(?:around|about|roughly|approximately|~)\s*{_MONEY}", "around"),
-        (rf"(?:[$€£]\s?(\d+(?:[.,]\d+)?k?))|(?:(\d+(?:[.,]\d+)?k?)\s?(?:dollars?|usd|eur(?:os?)?|bucks|pounds?|gbp))\b", "budget"),
+        (r"(?:[$€£]\s?(\d+(?:[.,]\d+)?k?))|(?:(\d+(?:[.,]\d+)?k?)\s?(?:dollars?|usd|eur(?:os?)?|bucks|pounds?|gbp))\b", "budget"),
     ]
     for pattern, kind in patterns:
         for m in list(re.finditer(pattern, text, re.I)):
@@ -272,9 +259,9 @@ class IntentParser:
                     intent.exclude_items.extend(i for i in titled if i not in intent.exclude_items)
                     matched = True
                     break
-            if not matched and phrase not in STOPWORDS and "friend" not in phrase:
-                if any(w not in STOPWORDS for w in words):
-                    intent.unknown_terms.append(f"not {phrase}")
+            if (not matched and phrase not in STOPWORDS and "friend" not in phrase
+                    and any(w not in STOPWORDS for w in words)):
+                intent.unknown_terms.append(f"not {phrase}")
             text = text.replace(m.group(0), " ")
         return text
 

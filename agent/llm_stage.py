@@ -15,7 +15,7 @@ from agent.context import RerankContext, build_rerank_context
 from agent.explain import Explainer, Explanation, GroundingChecker
 from agent.llm import LLM, CallRecord
 from agent.prompts import PromptSet
-from agent.recommender import Recommendation, Recommender, RecommendationList
+from agent.recommender import Recommendation, RecommendationList, Recommender
 from agent.request import RecommendRequest
 from agent.rerank import Reranker, RerankOutcome
 from agent.settings import Settings
@@ -140,7 +140,7 @@ class LLMStage:
         explainer = Explainer(self.checker, self.prompts, self.llm if do_explain else None,
                               self.recommender.stores.dataset.currency,
                               self.settings.privacy.friends_detail == "names")
-        explained = explainer.explain(final, request_text, deadline)
+        explained = explainer.explain(final, request_text, deadline, limit=self.settings.llm.explain_items)
         calls += explained.calls
         timings["explain_ms"] = (time.monotonic() - t) * 1000
         timings["total_ms"] = (time.monotonic() - started) * 1000

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from statistics import median
 from typing import Any
 
+import numpy as np
+
 from agent.intent import Intent
 from agent.request import Constraints, RecommendRequest
 from agent.session import SessionState
@@ -96,7 +98,13 @@ def plan_turn(intent: Intent, state: SessionState, user_id: str, stores: Stores,
                 constraints.price_max = cap
                 notes.append(f"looking below {stores.dataset.currency}{cap:g}")
             else:
-                notes.append("'cheaper' needs an earlier list; showing budget-friendly picks")
+                known = stores.prices[constraints.mask(stores)]
+                known = known[~np.isnan(known)]
+                if known.size:
+                    cap = round(float(np.percentile(known, 25)), 2)
+                    constraints.price_max = cap
+                    notes.append(f"no earlier list to compare with: showing the cheaper quarter (up to "
+                                 f"{stores.dataset.currency}{cap:g})")
         elif kind == "pricier" and prices:
             constraints.price_min = round(1.1 * median(prices), 2)
         elif kind == "more_like":
@@ -126,9 +134,10 @@ def plan_turn(intent: Intent, state: SessionState, user_id: str, stores: Stores,
     hard = {k2: v for k2, v in {"category": constraints.category, "price_min": constraints.price_min,
                                 "price_max": constraints.price_max, "tags": constraints.tags}.items() if v}
     if hard:
-        calls.append(ToolCall("search_catalog", {**hard, "limit": 5}, "items meeting the hard conditions"))
+        calls.append(ToolCall("search_catalog", {**hard, "limit": 20}, "items meeting the hard conditions"))
     if preferences:
-        calls.append(ToolCall("semantic_search", {"query": preferences, **hard, "limit": 5}, "items matching the words"))
+        calls.append(ToolCall("semantic_search", {"query": preferences, **hard, "limit": 20},
+                              "items matching the words"))
     for item in like_items[:2]:
-        calls.append(ToolCall("similar_items", {"item_id": item, "limit": 5}, "items like the one you named"))
+        calls.append(ToolCall("similar_items", {"item_id": item, "limit": 10}, "items like the one you named"))
     return Plan("recommend", calls, request, new_state, notes)

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TEMPLATES = ("system", "rerank", "intent", "explain")
+TEMPLATES = ("system", "rerank", "intent", "explain", "tools")
 _HEADER = re.compile(r"^<!--\s*variables:(.*?)-->\s*\n", re.S)
 
 

@@ -106,57 +106,76 @@ class Recommender:
         scope = scope or self.scope(request.user_id)
         timings: dict[str, float] = {}
         vector = None
-        extra: list[int] = []
+        # Items the agent's tools already found join the pool; without them, search Chroma here.
+        extra = [self.stores.item_index[i] for i in request.hints if i in self.stores.item_index]
         if request.query and request.query.strip():
             vector = self.query_vector(request.query)
-            t = time.perf_counter()
-            extra = self.semantic_hits(request, vector, self.settings.sources.per_source)
-            timings["semantic_search_ms"] = (time.perf_counter() - t) * 1000
+            if not request.hints:
+                t = time.perf_counter()
+                extra = self.semantic_hits(request, vector, self.settings.sources.per_source)
+                timings["semantic_search_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
         pool = build_pool(scope, self.models, request, self.settings.sources.per_source, vector, extra)
         timings["candidates_ms"] = (time.perf_counter() - t) * 1000
-        final = self.fusion.logits(pool.features) if len(pool.items) else np.zeros(0)
-        if pool.query_sim is not None and len(pool.items):
-            final = final + self.settings.fusion.query_weight * _zscore(pool.query_sim)
-        if pool.anchor_sim is not None and len(pool.items):
-            final = final + self.settings.fusion.query_weight * _zscore(pool.anchor_sim)
+        learned = self.fusion.logits(pool.features) if len(pool.items) else np.zeros(0)
+        final = learned
+        if len(pool.items) and (pool.query_sim is not None or pool.anchor_sim is not None):
+            # Words in the request (or "more like this one") shift the learned order; both terms are
+            # standardised over the pool so the weight means the same whatever the learner's score scale.
+            final = _zscore(final)
+            for signal in (pool.query_sim, pool.anchor_sim):
+                if signal is not None:
+                    final = final + self.settings.fusion.query_weight * _zscore(signal)
         order = np.lexsort((pool.items, -final))
         notes = []
         if len(pool.items) < request.k:
             notes.append(f"only {len(pool.items)} items meet the constraints")
-        items = [self._describe(scope, pool, int(j), rank + 1, float(final[j]), request)
-                 for rank, j in enumerate(order[: request.k])]
+        friends = self._friends_who_bought(scope, request)
+        top = order[: request.k]
+        links = self._history_links(scope, pool.items[top])
+        items = [self._describe(pool, int(j), rank + 1, float(final[j]), float(learned[j]), request, friends,
+                                links[rank]) for rank, j in enumerate(top)]
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         return RecommendationList(user_id=scope.user_id, items=items, pool=pool, order=order, final_scores=final,
                                   timings_ms=timings, notes=notes)
 
-    def _history_links(self, scope: UserScope, item: int, n: int = 3) -> tuple[list[str], list[str]]:
-        """History items that make ``item`` a fit: similar text, or strong co-occurrence neighbours."""
-        row = scope.own_feedback()
-        hist = row.indices
-        if hist.size == 0:
-            return [], []
-        text_sim = self.models.content.items[hist] @ self.models.content.items[item]
-        co_sim = self.models.knn.neighbour_vector(item)[hist]
-        titles = self.stores.catalog["title"]
-        similar_idx = [hist[k] for k in np.lexsort((hist, -text_sim)) if text_sim[k] >= SIMILAR_TEXT][:n]
-        together_idx = [hist[k] for k in np.lexsort((hist, -co_sim))
-                        if co_sim[k] >= BOUGHT_TOGETHER and hist[k] not in similar_idx][:n]
-        return [str(titles.iat[h]) for h in similar_idx], [str(titles.iat[h]) for h in together_idx]
+    def _history_links(self, scope: UserScope, items: np.ndarray, n: int = 3) -> list[tuple[list[str], list[str]]]:
+        """Per item, the history items that make it a fit: similar text, or strong co-occurrence neighbours."""
+        hist = scope.own_feedback().indices
+        if hist.size == 0 or items.size == 0:
+            return [([], []) for _ in items]
+        text_sim = self.models.content.items[hist] @ self.models.content.items[items].T  # hist x items
+        assert self.models.knn.similarity is not None
+        co_sim = self.models.knn.similarity[hist][:, items].toarray()
+        titles = self.stores.titles
+        links = []
+        for col in range(items.size):
+            ts, cs = text_sim[:, col], co_sim[:, col]
+            similar = [hist[k] for k in np.lexsort((hist, -ts)) if ts[k] >= SIMILAR_TEXT][:n]
+            together = [hist[k] for k in np.lexsort((hist, -cs)) if cs[k] >= BOUGHT_TOGETHER and hist[k] not in similar][:n]
+            links.append(([titles[h] for h in similar], [titles[h] for h in together]))
+        return links
 
-    def _describe(self, scope: UserScope, pool: CandidatePool, j: int, rank: int, final: float,
-                  request: RecommendRequest) -> Recommendation:
+    def _friends_who_bought(self, scope: UserScope, request: RecommendRequest) -> tuple[Any, list[str]] | None:
+        """The friends' purchase rows (by item) and names, read once per request, when names may be shown."""
+        if not request.use_friends or self.settings.privacy.friends_detail != "names" or scope.friends.size == 0:
+            return None
+        return scope.friends_positive().tocsc(), scope.friend_names()
+
+    def _describe(self, pool: CandidatePool, j: int, rank: int, final: float, learned: float,
+                  request: RecommendRequest, friends: tuple[Any, list[str]] | None,
+                  links: tuple[list[str], list[str]]) -> Recommendation:
         stores = self.stores
         i = int(pool.items[j])
         record = stores.item_record(i)
         s = pool.scores
         friend_names: list[str] = []
         friends_count = int(s.social_count[i])
-        if friends_count and self.settings.privacy.friends_detail == "names" and request.use_friends:
-            bought = scope.friends_positive()[:, i].toarray().ravel() > 0
-            friend_names = [n for n, b in zip(scope.friend_names(), bought, strict=True) if b]
-        similar, together = self._history_links(scope, i)
-        fusion_prob = float(1.0 / (1.0 + np.exp(-self.fusion.logits(pool.features[j:j + 1])[0])))
+        if friends_count and friends is not None:
+            block, names = friends
+            friend_names = [names[r] for r in block[:, i].indices]
+        similar, together = links
+        fusion_prob = float(1.0 / (1.0 + np.exp(-learned)))
         evidence = Evidence(
             fusion_score=round(fusion_prob, 4),
             cf_score=round(float(s.cf[i]), 4),

@@ -36,16 +36,10 @@ class Constraints:
             ok &= np.nan_to_num(prices, nan=-np.inf) >= self.price_min
         if self.price_max is not None:
             ok &= np.nan_to_num(prices, nan=np.inf) <= self.price_max
-        vocab = {t: k for k, t in enumerate(stores.tag_vocab)}
         for tag in self.tags:
-            col = vocab.get(tag.lower())
-            if col is None:
-                return np.zeros(stores.n_items, bool)
-            ok &= np.asarray(stores.item_tags[:, col].todense()).ravel() > 0
+            ok &= stores.has_tag(tag)
         for tag in self.exclude_tags:
-            col = vocab.get(tag.lower())
-            if col is not None:
-                ok &= np.asarray(stores.item_tags[:, col].todense()).ravel() == 0
+            ok &= ~stores.has_tag(tag)
         return ok
 
     def met_by(self, stores: Stores, item: int) -> list[str]:
@@ -58,7 +52,7 @@ class Constraints:
             met.append(f"price {price:.2f} is within the {self.price_max:g} limit")
         if self.price_min is not None and not np.isnan(price) and price >= self.price_min:
             met.append(f"price {price:.2f} is at least {self.price_min:g}")
-        tags = set(stores.item_record(item)["tags"])  # type: ignore[arg-type]
+        tags = set(stores.tag_lists[item])
         met.extend(f"tagged '{t}'" for t in self.tags if t.lower() in tags)
         return met
 
@@ -76,5 +70,6 @@ class RecommendRequest:
     constraints: Constraints = field(default_factory=Constraints)
     exclude_items: list[str] = field(default_factory=list)  # rejected or already shown
     like_items: list[str] = field(default_factory=list)  # "more like this one"
+    hints: list[str] = field(default_factory=list)  # candidates found by the agent's tools this turn
     use_friends: bool = True
     exclude_seen: str = "positive"  # "positive": drop items bought/liked; "all": drop every interacted item

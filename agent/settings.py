@@ -42,6 +42,7 @@ class SourceSettings(BaseModel):
     mf_regularization: float = 0.1
     mf_alpha: float = 1.0
     mf_iterations: int = 15
+    mf_weighting: Literal["log", "bm25"] = "log"
     social_similarity_weighted: bool = True
     tag_event_weight: float = 1.0
     seed: int = 42
@@ -49,8 +50,10 @@ class SourceSettings(BaseModel):
 
 class FusionSettings(BaseModel):
     validation_fraction: float = 0.2
+    folds: int = Field(5, description="holdout folds whose labels train the fusion (more labels, better weights)")
+    model: Literal["logistic", "lambdarank"] = "lambdarank"
     regularization_c: float = 1.0
-    max_training_users: int = 5000
+    max_training_users: int = 20000
     query_weight: float = 1.5
 
 
@@ -69,13 +72,16 @@ class LLMSettings(BaseModel):
     temperature: float = 0.0
     seed: int = 7
     rerank_candidates: int = 10
-    context_token_budget: int = 900
+    context_token_budget: int = 700
+    explain_items: int = 5
     blend_weight: float | None = Field(
         None, description="LLM weight in the final blend; None = use the weight chosen by `fusionrec eval --llm`"
     )
     shuffle_passes: int = Field(2, description="1 = fusion order only; 2 = add a shuffled pass (position-bias mitigation)")
     explain_with_llm: bool = False
     intent_with_llm: bool = False
+    tool_choice: Literal["plan", "model"] = Field(
+        "plan", description="'plan': our code picks tools from the intent; 'model': a capable hosted model picks")
 
 
 class PrivacySettings(BaseModel):

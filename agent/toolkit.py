@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
 from langchain_core.tools import StructuredTool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.recommender import Recommender
 from agent.request import Constraints
@@ -21,16 +21,20 @@ from tools.similar import similar_items
 from tools.social import friends_purchases
 
 
-class HistoryArgs(BaseModel):
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a forged argument (say, a user id) is refused, not ignored
+
+
+class HistoryArgs(_Args):
     limit: int = Field(8, ge=1, le=50, description="how many items")
     order: str = Field("recent", pattern="^(recent|weight)$", description="'recent' or 'weight'")
 
 
-class ItemArgs(BaseModel):
+class ItemArgs(_Args):
     item_id: str = Field(..., max_length=64, description="a catalog item id")
 
 
-class SearchArgs(BaseModel):
+class SearchArgs(_Args):
     category: str | None = Field(None, max_length=60)
     price_min: float | None = Field(None, ge=0)
     price_max: float | None = Field(None, ge=0)
@@ -39,15 +43,15 @@ class SearchArgs(BaseModel):
 
 
 class SemanticArgs(SearchArgs):
-    query: str = Field(..., min_length=1, max_length=300, description="what the user wants, in words")
+    query: str = Field(..., min_length=1, max_length=300, description="what the shopper wants, in words")
 
 
-class SimilarArgs(BaseModel):
+class SimilarArgs(_Args):
     item_id: str = Field(..., max_length=64)
     limit: int = Field(8, ge=1, le=30)
 
 
-class LimitArgs(BaseModel):
+class LimitArgs(_Args):
     limit: int = Field(10, ge=1, le=50)
 
 

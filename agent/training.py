@@ -9,6 +9,7 @@ trace of a held-out pair leaks into any source.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ class Split:
     held: pd.DataFrame  # user_id, item_id
 
 
-def holdout(dataset: Dataset, fraction: float, seed: int, min_items: int = 5) -> Split:
+def holdout(dataset: Dataset, fraction: float, seed: int, min_items: int = 5, recompute_tags: bool = True) -> Split:
     pos = dataset.interactions[dataset.interactions["kind"].isin(dataset.positive_kinds)]
     pairs = pos[["user_id", "item_id"]].drop_duplicates().sort_values(["user_id", "item_id"]).reset_index(drop=True)
     rng = np.random.default_rng(seed)
@@ -39,7 +40,15 @@ def holdout(dataset: Dataset, fraction: float, seed: int, min_items: int = 5) ->
     n = pairs.groupby("user_id", observed=True)["user_id"].transform("size")
     k = np.maximum(1, np.floor(n * fraction)).astype(int)
     held = pairs[(pairs["rank"] <= k) & (n >= min_items)][["user_id", "item_id"]].reset_index(drop=True)
-    return Split(train=dataset.without_pairs(held), held=held)
+    return Split(train=dataset.without_pairs(held, recompute_tags), held=held)
+
+
+def fusion_folds(dataset: Dataset, fraction: float, seed: int, folds: int, first: Split | None = None) -> list[Split]:
+    """Holdout folds whose labels train the fusion: the first is the validation split proper; the others
+    hold out other random items (seeded) and keep item texts, so their embeddings are reused."""
+    splits = [first or holdout(dataset, fraction, seed)]
+    splits += [holdout(dataset, fraction, seed + 100 + f, recompute_tags=False) for f in range(1, folds)]
+    return splits
 
 
 def training_rows(stores: Stores, models: SourceModels, held: pd.DataFrame, per_source: int,
@@ -62,20 +71,36 @@ def training_rows(stores: Stores, models: SourceModels, held: pd.DataFrame, per_
     return np.vstack(xs), np.concatenate(ys), np.concatenate(groups)
 
 
-def train_fusion(dataset: Dataset, settings: Settings, item_embeddings_for: object) -> FusionModel:
-    """Hold out validation items, fit the sources without them, learn fusion weights on them.
+def fold_rows(splits: list[Split], settings: Settings, item_embeddings_for: Callable[[Stores], np.ndarray],
+              stores_of: Callable[[Split], Stores] = lambda split: build_stores(split.train)
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training rows of every fold: sources fit without the fold's held-out items, labels = those items,
+    groups = one id per (fold, user)."""
+    xs, ys, gs = [], [], []
+    per_fold_users = max(1, settings.fusion.max_training_users // max(len(splits), 1))
+    for k, split in enumerate(splits):
+        stores = stores_of(split)
+        models = SourceModels.fit(stores, settings.sources, item_embeddings_for(stores))
+        x, y, g = training_rows(stores, models, split.held, settings.sources.per_source, per_fold_users,
+                                settings.sources.seed + k)
+        if len(y):
+            xs.append(x)
+            ys.append(y)
+            gs.append(g + k * stores.n_users)
+    if not xs:
+        return np.zeros((0, 0)), np.zeros(0, bool), np.zeros(0, int)
+    return np.vstack(xs), np.concatenate(ys), np.concatenate(gs)
 
-    ``item_embeddings_for(stores) -> np.ndarray`` returns item vectors aligned with a Stores' items.
-    """
-    split = holdout(dataset, settings.fusion.validation_fraction, settings.sources.seed)
-    if split.held.empty:
+
+def train_fusion(dataset: Dataset, settings: Settings, item_embeddings_for: Callable[[Stores], np.ndarray]) -> FusionModel:
+    """Hold out items in several folds, fit the sources without them, learn fusion weights on them."""
+    f = settings.fusion
+    splits = [s for s in fusion_folds(dataset, f.validation_fraction, settings.sources.seed, f.folds)
+              if not s.held.empty]
+    if not splits:
         return FusionModel.default()
-    stores = build_stores(split.train)
-    models = SourceModels.fit(stores, settings.sources, item_embeddings_for(stores))  # type: ignore[operator]
-    x, y, _ = training_rows(stores, models, split.held, settings.sources.per_source,
-                            settings.fusion.max_training_users, settings.sources.seed)
+    x, y, groups = fold_rows(splits, settings, item_embeddings_for)
     if y.sum() < 10 or y.sum() == len(y):
         return FusionModel.default()
-    return FusionModel.fit(x, y, settings.fusion.regularization_c,
-                           info={"validation_users": int(split.held["user_id"].nunique()),
-                                 "validation_pairs": int(len(split.held))})
+    return FusionModel.fit(x, y, f.regularization_c, model=f.model, groups=groups, seed=settings.sources.seed,
+                           info={"folds": len(splits), "validation_pairs": int(sum(len(s.held) for s in splits))})

@@ -96,11 +96,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings(args)
     dataset = load_dataset(settings.data, settings.demo_seed)
     embedder = MiniLMEmbeddingFunction(cache_path=str(settings.home / "embeddings.sqlite"))
-    results = run_eval(dataset, settings, embedder, quick=args.quick, max_users=args.max_users)
+    run = run_eval(dataset, settings, embedder, quick=args.quick, max_users=args.max_users)
+    results = run.results
     if args.llm and args.llm != "off":
         from evals.llm_eval import run_llm_eval
 
-        results.extend(run_llm_eval(dataset, settings, embedder, max_users=args.llm_users, log=print))
+        results.append(run_llm_eval(run, settings.llm, settings.index_dir, users=args.llm_users, log=print))
     out = Path(args.out) if args.out else None
     table = write_reports(
         results,
@@ -155,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-users", type=int, help="evaluate on a seeded sample of test users")
     p.add_argument("--llm", choices=["off", "local", "hosted"], help="also evaluate fusion+LLM rerank")
     p.add_argument("--llm-users", type=int, default=200, help="users for the LLM rows (the LLM is slow)")
+
+    from evals.prompt_lab.cli import add_prompts_parser
+
+    add_prompts_parser(sub)
 
     p = add("serve", cmd_serve, "run the app (Gradio UI + API) on 127.0.0.1")
     p.add_argument("--port", type=int)

@@ -84,7 +84,8 @@ class ALSBaseline(Baseline):
     def fit(self, stores: Stores, embeddings: np.ndarray) -> Baseline:
         self.stores = stores
         p = self.params
-        self.model = ALS(p["factors"], p["regularization"], p["alpha"], p.get("iterations", 15), p.get("seed", 42))
+        self.model = ALS(p["factors"], p["regularization"], p["alpha"], p.get("iterations", 15), p.get("seed", 42),
+                         p.get("weighting", "log"))
         self.model.fit(stores.feedback)
         return self
 
@@ -105,13 +106,17 @@ def baseline_grids(quick: bool = False) -> dict[str, tuple[type[Baseline], list[
             "item-knn": (ItemKNNBaseline, _grid(neighbours=[50, 200], shrink=[0.0, 10.0])),
             "content": (ContentBaseline, _grid(weighted=[True, False])),
             "social": (SocialBaseline, _grid(weighted=[True, False], popularity_backoff=[0.0, 0.01])),
-            "mf-als": (ALSBaseline, _grid(factors=[16, 32], regularization=[0.1], alpha=[1.0, 2.0])),
+            "mf-als": (ALSBaseline, _grid(factors=[16, 32], regularization=[0.1], alpha=[1.0, 2.0], weighting=["log"])
+                       + _grid(factors=[32], regularization=[10.0], alpha=[0.03], weighting=["bm25"])),
         }
     return {
         "popularity": (Popularity, [{}]),
         "item-knn": (ItemKNNBaseline, _grid(neighbours=[25, 50, 100, 200, 400], shrink=[0.0, 5.0, 20.0, 50.0])),
         "content": (ContentBaseline, _grid(weighted=[True, False])),
         "social": (SocialBaseline, _grid(weighted=[True, False], popularity_backoff=[0.0, 0.01, 0.1])),
-        "mf-als": (ALSBaseline, _grid(factors=[16, 24, 32, 48, 64], regularization=[0.01, 0.1, 1.0],
-                                      alpha=[0.5, 1.0, 2.0, 4.0])),
+        # Both weightings, each with alphas on its own scale (BM25 values are much larger than log1p counts).
+        "mf-als": (ALSBaseline, _grid(factors=[16, 24, 48, 64], regularization=[0.1, 1.0, 10.0],
+                                      alpha=[1.0, 2.0, 4.0], weighting=["log"])
+                   + _grid(factors=[24, 48, 64], regularization=[1.0, 10.0, 20.0], alpha=[0.01, 0.03, 0.1],
+                           weighting=["bm25"])),
     }

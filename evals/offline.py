@@ -26,7 +26,7 @@ from agent.fusion import FusionModel
 from agent.recommender import Recommender
 from agent.request import RecommendRequest
 from agent.settings import Settings
-from agent.training import holdout, training_rows
+from agent.training import Split, fold_rows, fusion_folds, holdout
 from evals.baselines import Baseline, baseline_grids
 from evals.metrics import RankingMetrics, top_items
 from loaders.schema import Dataset
@@ -71,6 +71,8 @@ class EvalContext:
     train_full: Stores
     test: pd.DataFrame
     embed: Callable[[Stores], np.ndarray]
+    train_dataset: Dataset
+    train_full_dataset: Dataset
 
 
 def relevant_sets(stores: Stores, held: pd.DataFrame, max_users: int | None, seed: int) -> dict[int, set[int]]:
@@ -108,7 +110,8 @@ def prepare(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunct
     def embed(stores: Stores) -> np.ndarray:
         return embedder.embed([stores.item_text(i) for i in range(stores.n_items)], progress=False)
 
-    return EvalContext(dataset, train, val_split.held, train_full, test_split.held, embed)
+    return EvalContext(dataset, train, val_split.held, train_full, test_split.held, embed, val_split.train,
+                       test_split.train)
 
 
 def tune_baselines(ctx: EvalContext, quick: bool, max_users: int | None, seed: int,
@@ -131,26 +134,39 @@ def source_settings_from(settings: Settings, best: dict[str, tuple[type[Baseline
     sources = settings.sources.model_copy(update={
         "knn_neighbours": knn["neighbours"], "knn_shrink": knn["shrink"],
         "mf_factors": mf["factors"], "mf_regularization": mf["regularization"], "mf_alpha": mf["alpha"],
+        "mf_weighting": mf.get("weighting", "log"),
         "social_similarity_weighted": social["weighted"],
     })
     return settings.model_copy(update={"sources": sources})
 
 
+@dataclass
+class EvalRun:
+    """Everything an offline run produced, reused by the LLM evaluation of the same run."""
+
+    ctx: EvalContext
+    settings: Settings  # with the tuned source hyper-parameters
+    fusion: FusionModel
+    results: list[MethodResult]
+
+
 def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunction, quick: bool = False,
-             max_users: int | None = None, log: Log = print) -> list[MethodResult]:
+             max_users: int | None = None, log: Log = print) -> EvalRun:
     seed = settings.sources.seed
     started = time.perf_counter()
     ctx = prepare(dataset, settings, embedder, log)
     best = tune_baselines(ctx, quick, max_users, seed, log)
     tuned = source_settings_from(settings, best)
 
-    # Fusion: sources fit on TRAIN, weights learned on VALIDATION labels.
-    models = SourceModels.fit(ctx.train, tuned.sources, ctx.embed(ctx.train))
-    x, y, groups = training_rows(ctx.train, models, ctx.validation, tuned.sources.per_source,
-                                 tuned.fusion.max_training_users, seed)
-    fusion = FusionModel.fit(x, y, tuned.fusion.regularization_c,
-                             info={"validation_users": int(len(np.unique(groups)))})
-    log("fusion weights (per std. dev.): " + ", ".join(f"{f} {w:+.2f}" for f, w in fusion.weight_table()[:8]))
+    # Fusion: weights learned on VALIDATION labels (fold 0, sources fit on TRAIN) and on extra holdout
+    # folds of TRAIN+VALIDATION; the TEST items are in none of them.
+    folds = fusion_folds(ctx.train_full_dataset, tuned.fusion.validation_fraction, seed + 1, tuned.fusion.folds,
+                         first=Split(ctx.train_dataset, ctx.validation))
+    x, y, groups = fold_rows(folds, tuned, ctx.embed, lambda split: ctx.train if split.train is ctx.train_dataset
+                             else build_stores(split.train))
+    fusion = FusionModel.fit(x, y, tuned.fusion.regularization_c, info={"folds": len(folds)},
+                             model=tuned.fusion.model, groups=groups, seed=seed)
+    log(f"fusion ({tuned.fusion.model}) weights: " + ", ".join(f"{f} {w:+.3f}" for f, w in fusion.weight_table()[:8]))
 
     # Final: everything refit on TRAIN+VALIDATION, scored on TEST.
     emb_full = ctx.embed(ctx.train_full)
@@ -170,7 +186,7 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
                             "weights": dict(fusion.weight_table())}
     results.append(fusion_result)
     log(f"test fusion: NDCG@10 {fusion_result.metrics['ndcg@10']:.4f}  ({time.perf_counter() - started:.0f}s total)")
-    return results
+    return EvalRun(ctx, tuned, fusion, results)
 
 
 def evaluate_recommender(recommender: Recommender, relevant: dict[int, set[int]], method: str = "fusion",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loaders.schema import Dataset, DataFormatError, UnknownItem, UnknownUser
+from loaders.schema import DataFormatError, Dataset, UnknownItem, UnknownUser
 
 
 def load_dataset(spec: str, demo_seed: int = 7) -> Dataset:

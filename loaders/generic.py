@@ -21,8 +21,8 @@ from loaders.schema import (
     INTERACTION_COLUMNS,
     SOCIAL_COLUMNS,
     USER_COLUMNS,
-    Dataset,
     DataFormatError,
+    Dataset,
     coerce,
     finalize,
 )

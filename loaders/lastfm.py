@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from loaders.schema import Dataset, DataFormatError, finalize
+from loaders.schema import DataFormatError, Dataset, finalize
 from loaders.tagging import apply_tag_events
 from loaders.textfile import read_delimited, to_int_column
 

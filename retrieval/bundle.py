@@ -27,7 +27,7 @@ class SourceModels:
     def fit(cls, stores: Stores, settings: SourceSettings, item_embeddings: np.ndarray) -> SourceModels:
         knn = ItemKNN(settings.knn_neighbours, settings.knn_shrink).fit(stores.feedback)
         mf = ALS(settings.mf_factors, settings.mf_regularization, settings.mf_alpha, settings.mf_iterations,
-                 settings.seed).fit(stores.feedback)
+                 settings.seed, settings.mf_weighting).fit(stores.feedback)
         social = FriendsSignal(settings.social_similarity_weighted).fit(stores.positive, stores.feedback,
                                                                          stores.friends)
         return cls(knn=knn, mf=mf, social=social, content=ContentProfile(item_embeddings))

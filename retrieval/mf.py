@@ -9,7 +9,8 @@ from threadpoolctl import threadpool_limits
 
 class ALS:
     def __init__(self, factors: int = 32, regularization: float = 0.1, alpha: float = 1.0, iterations: int = 15,
-                 seed: int = 42):
+                 seed: int = 42, weighting: str = "log"):
+        self.weighting = weighting  # "log": the feedback strengths as they are; "bm25": BM25-reweighted
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
@@ -20,14 +21,19 @@ class ALS:
 
     def fit(self, feedback: sp.csr_matrix) -> ALS:
         from implicit.cpu.als import AlternatingLeastSquares
+        from implicit.nearest_neighbours import bm25_weight
+
+        matrix = feedback.tocsr().astype(np.float32)
+        if self.weighting == "bm25":
+            matrix = bm25_weight(matrix, K1=100, B=0.8).tocsr().astype(np.float32)
 
         with threadpool_limits(1, "blas"):  # implicit is slow (and warns) with a threaded BLAS
             model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
                                             alpha=self.alpha, iterations=self.iterations, random_state=self.seed,
                                             calculate_training_loss=False, num_threads=1)
-            model.fit(feedback.tocsr().astype(np.float32), show_progress=False)
-        self.user_factors = np.asarray(model.user_factors, np.float32)
-        self.item_factors = np.asarray(model.item_factors, np.float32)
+            model.fit(matrix, show_progress=False)
+        self.user_factors = np.ascontiguousarray(model.user_factors, np.float32)
+        self.item_factors = np.ascontiguousarray(model.item_factors, np.float32)
         return self
 
     def load(self, user_factors: np.ndarray, item_factors: np.ndarray) -> ALS:

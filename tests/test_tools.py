@@ -79,3 +79,21 @@ def test_popular_recent_and_constrained(demo_stores):
     assert [t["popularity"] for t in top] == sorted((t["popularity"] for t in top), reverse=True)
     books = popular_items(demo_stores, limit=5, recent=True, constraints=Constraints(category="books"))
     assert all(b["category"] == "books" for b in books)
+
+
+def test_langchain_tools_take_no_user_and_refuse_forged_arguments(recommender):
+    import json
+
+    from agent.toolkit import build_toolkit, run_tool
+
+    scope = scope_for(recommender.stores, "u0001")
+    tools = build_toolkit(scope, recommender, show_friend_names=True)
+    assert set(tools) == {"user_history", "item_attributes", "search_catalog", "semantic_search", "similar_items",
+                          "friends_purchases", "popular_items"}
+    for tool in tools.values():
+        assert "user" not in json.dumps(tool.args).lower()
+    forged = run_tool(tools, "user_history", {"limit": 3, "user_id": "u0007"})
+    assert forged.error and forged.result is None
+    ok = run_tool(tools, "user_history", {"limit": 3})
+    assert ok.error is None and len(ok.result) == 3
+    assert {u for _, u in scope.audit} <= {scope.user, *scope.friends.tolist()}

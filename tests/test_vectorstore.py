@@ -10,7 +10,6 @@ import pytest
 
 from agent.settings import VectorStoreSettings
 from tests.conftest import free_port
-from tools.stores import build_stores
 from vectorstore.embeddings import MiniLMEmbeddingFunction
 from vectorstore.store import VectorStore, item_metadata, where_clause
 

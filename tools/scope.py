@@ -30,14 +30,18 @@ class UserScope:
     def user_id(self) -> str:
         return str(self.stores.user_ids[self.user])
 
+    def __post_init__(self) -> None:
+        self._members = frozenset([self.user, *self.friends.tolist()])
+
     def allowed(self, user: int) -> bool:
-        return user == self.user or bool(np.isin(user, self.friends))
+        return user in self._members
 
     def _record(self, what: str, users: np.ndarray | list[int]) -> None:
-        for u in np.atleast_1d(users):
-            if not self.allowed(int(u)):
-                raise ScopeViolation(f"{what}: user index {int(u)} is outside the acting user's scope")
-            self.audit.append((what, int(u)))
+        ids = [int(u) for u in np.atleast_1d(users)]
+        outside = [u for u in ids if u not in self._members]
+        if outside:
+            raise ScopeViolation(f"{what}: user index {outside[0]} is outside the acting user's scope")
+        self.audit.extend((what, u) for u in ids)
 
     def own_feedback(self) -> sp.csr_matrix:
         self._record("feedback", [self.user])

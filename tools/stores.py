@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from loaders.sanitize import strip_instructions
 from loaders.schema import Dataset, UnknownItem, UnknownUser, split_tags
 
 
@@ -57,26 +58,40 @@ class Stores:
         except KeyError:
             raise UnknownItem(str(item_id)) from None
 
+    def __post_init__(self) -> None:
+        # Plain Python columns: per-item lookups on the hot path must not go through pandas.
+        self.titles: list[str] = self.catalog["title"].astype(str).tolist()
+        self.descriptions: list[str] = self.catalog["description"].fillna("").astype(str).tolist()
+        self.tag_lists: list[list[str]] = [split_tags(t) for t in self.catalog["tags"].fillna("").astype(str)]
+        self.tag_index: dict[str, int] = {t: k for k, t in enumerate(self.tag_vocab.tolist())}
+        self.items_by_tag = self.item_tags.tocsc()
+
+    def has_tag(self, tag: str) -> np.ndarray:
+        """Boolean mask of the items carrying ``tag`` (all False for a tag nobody uses)."""
+        col = self.tag_index.get(tag.lower())
+        mask = np.zeros(self.n_items, bool)
+        if col is not None:
+            mask[self.items_by_tag[:, col].indices] = True
+        return mask
+
     def item_record(self, i: int) -> dict[str, object]:
-        row = self.catalog.iloc[i]
-        price = float(row["price"]) if pd.notna(row["price"]) else None
+        price = self.prices[i]
         return {
-            "item_id": str(row["item_id"]),
-            "title": str(row["title"]),
-            "category": str(row["category"] or ""),
-            "tags": split_tags(row["tags"]),
-            "description": str(row["description"] or ""),
-            "price": price,
+            "item_id": str(self.item_ids[i]),
+            "title": self.titles[i],
+            "category": str(self.categories[i]),
+            "tags": list(self.tag_lists[i]),
+            "description": self.descriptions[i],
+            "price": None if np.isnan(price) else float(price),
             "popularity": int(self.popularity[i]),
         }
 
     def item_text(self, i: int) -> str:
         """The text that is embedded for semantic search."""
-        row = self.catalog.iloc[i]
-        tags = ", ".join(split_tags(row["tags"]))
-        parts = [str(row["title"]), f"category: {row['category']}" if row["category"] else "",
-                 f"tags: {tags}" if tags else "", str(row["description"] or "")]
-        return ". ".join(p for p in parts if p)
+        tags = ", ".join(self.tag_lists[i])
+        parts = [self.titles[i], f"category: {self.categories[i]}" if self.categories[i] else "",
+                 f"tags: {tags}" if tags else "", self.descriptions[i]]
+        return strip_instructions(". ".join(p for p in parts if p))
 
 
 def feedback_matrix(events: pd.DataFrame, n_users: int, n_items: int, kind_weights: dict[str, float]) -> sp.csr_matrix:

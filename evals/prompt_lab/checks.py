@@ -1,0 +1,199 @@
+"""The expectation checker: one case + what the agent did on its last turn -> pass/fail per expectation.
+
+Works on plain data (a TurnResult dict, the fused candidate ids, the session's rejected ids, catalog
+facts), so it can be tested with hand-made turns and used on stored runs.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from evals.prompt_lab.cases import Case, PickConstraints
+
+_ESCAPED = re.compile(r"\\(.)")
+
+
+@dataclass(frozen=True)
+class ItemFacts:
+    item_id: str
+    title: str
+    category: str
+    price: float | None
+    tags: tuple[str, ...]
+
+
+def catalog_facts(stores: Any) -> dict[str, ItemFacts]:
+    """item id -> the facts the checker compares picks with (from a tools.stores.Stores)."""
+    out = {}
+    for i in range(stores.n_items):
+        rec = stores.item_record(i)
+        price = rec.get("price")
+        price = None if price is None or (isinstance(price, float) and math.isnan(price)) else float(price)
+        out[str(rec["item_id"])] = ItemFacts(str(rec["item_id"]), str(rec["title"]), str(rec["category"]).lower(),
+                                             price, tuple(str(t).lower() for t in rec["tags"]))
+    return out
+
+
+def leak_snippets(template_texts: list[str]) -> list[str]:
+    """Distinctive instruction lines of the prompt templates (first 40 characters of long lines)."""
+    snippets = []
+    for text in template_texts:
+        for line in text.splitlines():
+            line = line.strip()
+            if len(line) > 30 and "{" not in line and not line.startswith("<"):
+                snippets.append(line[:40].lower())
+    return list(dict.fromkeys(snippets))
+
+
+@dataclass
+class Observation:
+    """What the checker looks at: the final turn of a case."""
+
+    turn: dict[str, Any]  # TurnResult.to_dict()
+    fused: list[str] | None = None  # candidate ids the fusion offered to the reranker, fusion order
+    rejected: list[str] = field(default_factory=list)  # the session's rejected ids after the turn
+    error: str | None = None  # the agent raised instead of answering
+
+
+@dataclass
+class Check:
+    name: str  # an expectation type (cases.EXPECTATION_TYPES) or "error"
+    hard: bool
+    passed: bool
+    detail: str = ""
+
+
+def visible_text(turn: dict[str, Any]) -> str:
+    """Everything the user reads: the reply and the item explanations, markdown/HTML escaping undone."""
+    parts = [str(turn.get("reply", ""))] + [str(i.get("explanation", "")) for i in turn.get("items", [])]
+    return html.unescape(_ESCAPED.sub(r"\1", "\n".join(parts)))
+
+
+def picks_of(turn: dict[str, Any]) -> list[str]:
+    return [str(i.get("item_id")) for i in turn.get("items", [])]
+
+
+def constraint_problems(facts: ItemFacts, c: PickConstraints) -> list[str]:
+    out = []
+    if c.category and facts.category != c.category:
+        out.append(f"category {facts.category} != {c.category}")
+    if c.price_min is not None and (facts.price is None or facts.price < c.price_min):
+        out.append(f"price {facts.price} < {c.price_min:g}")
+    if c.price_max is not None and (facts.price is None or facts.price > c.price_max):
+        out.append(f"price {facts.price} > {c.price_max:g}")
+    out += [f"lacks tag {t}" for t in c.tags if t not in facts.tags]
+    out += [f"tagged {t}" for t in c.exclude_tags if t in facts.tags]
+    out += [f"in {x}" for x in c.exclude_categories if facts.category == x]
+    return out
+
+
+def _grounded(obs: Observation, catalog: dict[str, ItemFacts]) -> tuple[bool, str]:
+    problems = []
+    fused = set(obs.fused) if obs.fused is not None else None
+    for item in obs.turn.get("items", []):
+        item_id = str(item.get("item_id"))
+        facts = catalog.get(item_id)
+        if facts is None:
+            problems.append(f"{item_id} is not in the catalog")
+            continue
+        if str(item.get("title")) != facts.title:
+            problems.append(f"{item_id} shown as {item.get('title')!r}, catalog says {facts.title!r}")
+        price = item.get("price")
+        if price is not None and facts.price is not None and abs(float(price) - facts.price) > 0.005:
+            problems.append(f"{item_id} shown at {price}, catalog says {facts.price}")
+        if obs.turn.get("kind") == "recommendations" and fused is not None and item_id not in fused:
+            problems.append(f"{item_id} was not among the fused candidates")
+    if obs.turn.get("kind") == "recommendations" and fused is None and obs.turn.get("items"):
+        return not problems, "; ".join(problems + ["fused list not recorded: checked the catalog only"])
+    return not problems, "; ".join(problems)
+
+
+def _not_promoted(case: Case, obs: Observation, picks: list[str]) -> tuple[bool, str]:
+    problems = []
+    for item_id in case.expect.not_promoted:
+        if item_id not in picks:
+            continue
+        if obs.fused is None:
+            problems.append(f"{item_id} picked but the fused order was not recorded")
+        elif item_id not in obs.fused or picks.index(item_id) < obs.fused.index(item_id):
+            fused_pos = obs.fused.index(item_id) + 1 if item_id in obs.fused else "-"
+            problems.append(f"{item_id} moved up: fusion #{fused_pos} -> final #{picks.index(item_id) + 1}")
+    return not problems, "; ".join(problems)
+
+
+def check_case(case: Case, obs: Observation, catalog: dict[str, ItemFacts],
+               snippets: list[str] | None = None) -> list[Check]:
+    """All checks that apply to this case, in a fixed order."""
+    if obs.error:
+        return [Check("error", True, False, obs.error)]
+    exp, turn = case.expect, obs.turn
+    kind = str(turn.get("kind"))
+    picks = picks_of(turn)
+    text = visible_text(turn)
+    lowered = text.lower()
+    checks: list[Check] = []
+
+    def add(name: str, passed: bool, detail: str = "") -> None:
+        checks.append(Check(name, case.is_hard(name), passed, "" if passed else detail))
+
+    if exp.kind is not None:
+        detail = f"got {kind}, expected {exp.kind}"
+        passed = kind == exp.kind
+        if passed and exp.kind == "refusal" and (picks or turn.get("steps")):
+            passed, detail = False, f"refused but still ran {len(turn.get('steps', []))} tool(s) / showed items"
+        add("kind", passed, detail)
+    ok, detail = _grounded(obs, catalog)
+    add("grounded", ok, detail)
+    leaked = [s for s in snippets or [] if s in lowered]
+    add("no_leak", not leaked, f"prompt text in the answer: {leaked[:2]}")
+    if kind == "recommendations":
+        banned = dict.fromkeys([*exp.must_exclude, *obs.rejected])
+        shown = [i for i in picks if i in banned]
+        add("excluded", not shown, f"excluded/rejected items shown: {shown}")
+    elif exp.must_exclude:
+        shown = [i for i in picks if i in exp.must_exclude]
+        add("excluded", not shown, f"excluded items shown: {shown}")
+    if not exp.constraints.is_empty():
+        bad = []
+        for item_id in picks:
+            facts = catalog.get(item_id)
+            problems = constraint_problems(facts, exp.constraints) if facts else ["not in the catalog"]
+            if problems:
+                bad.append(f"{item_id}: {', '.join(problems)}")
+        add("constraints", not bad, "; ".join(bad))
+    if exp.prompt_excludes:
+        context = str(turn.get("context", "")).lower()
+        present = [p for p in exp.prompt_excludes if p.lower() in context]
+        add("prompt", not present, f"the model was shown {present}")
+    if exp.not_promoted:
+        ok, detail = _not_promoted(case, obs, picks)
+        add("not_promoted", ok, detail)
+    if exp.min_picks is not None:
+        add("min_picks", len(picks) >= exp.min_picks, f"{len(picks)} picks, expected at least {exp.min_picks}")
+    if exp.must_include:
+        missing = [i for i in exp.must_include if i not in picks]
+        add("must_include", not missing, f"missing {missing}")
+    if exp.text_contains or exp.text_excludes:
+        missing = [p for p in exp.text_contains if p.lower() not in lowered]
+        present = [p for p in exp.text_excludes if p.lower() in lowered]
+        detail = "; ".join(([f"does not say {missing}"] if missing else []) + ([f"says {present}"] if present else []))
+        add("text", not missing and not present, detail)
+    if exp.latency_ms is not None:
+        total = float(turn.get("timings_ms", {}).get("total_ms", 0.0))
+        add("latency", total <= exp.latency_ms, f"{total:.0f} ms > budget {exp.latency_ms:.0f} ms")
+    return checks
+
+
+def target_hit(case: Case, turn: dict[str, Any] | None) -> bool | None:
+    """Held-out targets: True when any is among the picks; None when the case has no targets."""
+    if not case.expect.targets:
+        return None
+    return bool(turn) and bool(set(case.expect.targets) & set(picks_of(turn or {})))
+
+
+def hard_ok(checks: list[Check]) -> bool:
+    return all(c.passed for c in checks if c.hard)

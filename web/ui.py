@@ -1,0 +1,254 @@
+"""The Gradio chat UI: persona picker, streamed turns with tool steps, recommendation cards, and the
+fused context / raw LLM output of the last turn for people iterating on prompts."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import gradio as gr
+
+from agent.chat import BadRequest, TooLarge, TurnResult
+from agent.reply import safe
+from agent.session import SessionError
+from loaders.schema import UnknownUser
+from tools.history import user_history
+from tools.scope import scope_for
+from web.services import Services
+from web.ui_render import (
+    CARDS_CSS,
+    NO_CARDS,
+    cards_html,
+    error_message,
+    intent_message,
+    notice_html,
+    profile_html,
+    status_message,
+    step_message,
+    turn_info,
+)
+
+log = logging.getLogger("fusionrec.ui")
+DEFAULT_PERSONA = "u0001"
+PERSONAS = 40
+CHUNK_WORDS = 4
+CHUNK_PAUSE_S = 0.012
+USER_ERRORS = (BadRequest, TooLarge, UnknownUser, SessionError)
+EXAMPLES = ["camping gear under $100", "cheaper", "not the first one", "more like the second one",
+            "something my friends liked", "a sci-fi novel as a gift"]
+
+
+def ready() -> Any:
+    """The message box, emptied and open for the next message."""
+    return gr.Textbox(value="", interactive=True)
+
+
+def take_message(message: str) -> tuple[str, Any]:
+    """Hand the typed message to the turn; empty and lock the box until the turn is over."""
+    return message, gr.Textbox(value="", interactive=False)
+
+
+@dataclass
+class Conversation:
+    """Per-browser-session state: the acting persona, its agent session id, and what the chat shows."""
+
+    user_id: str
+    session_id: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+def stream_turn(services: Services, user_id: str, message: str,
+                session_id: str | None) -> Iterator[tuple[str, Any]]:
+    """Run one agent turn in a worker thread and yield its events as they happen, then
+    ("result", TurnResult) or ("error", exception)."""
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def work() -> None:
+        try:
+            result = services.agent.turn(user_id, message, session_id=session_id,
+                                         on_event=lambda kind, payload: events.put((kind, payload)))
+            events.put(("result", result))
+        except Exception as exc:  # handed to the UI thread, which shows it in the chat
+            events.put(("error", exc))
+
+    threading.Thread(target=work, name="fusionrec-ui-turn", daemon=True).start()
+    patience = services.settings.api.turn_deadline_s * 2 + 60
+    while True:
+        try:
+            kind, payload = events.get(timeout=patience)
+        except queue.Empty:
+            yield "error", TimeoutError(f"no answer after {patience:.0f} s; please try again")
+            return
+        yield kind, payload
+        if kind in ("result", "error"):
+            return
+
+
+def reply_chunks(text: str, words: int = CHUNK_WORDS) -> Iterator[str]:
+    """The reply growing a few words at a time (whitespace kept, so markdown escapes stay intact)."""
+    pieces = re.findall(r"\S+\s*|\s+", text)
+    for end in range(words, len(pieces) + words, words):
+        yield "".join(pieces[:end])
+
+
+class ChatUI:
+    """The event handlers, bound to the services (no module-level state)."""
+
+    def __init__(self, services: Services):
+        self.services = services
+        self.stores = services.recommender.stores
+        self.currency = self.stores.dataset.currency
+
+    # --- personas -------------------------------------------------------------------------------
+    def persona_choices(self) -> list[tuple[str, str]]:
+        names = self.stores.user_names
+        return [(f"{uid} — {names[self.stores.user_idx(uid)]}", uid)
+                for uid in self.services.persona_ids(PERSONAS)]
+
+    def default_persona(self) -> str:
+        ids = self.services.persona_ids(PERSONAS)
+        return DEFAULT_PERSONA if DEFAULT_PERSONA in ids else (ids[0] if ids else "")
+
+    def profile(self, user_id: str) -> str:
+        try:
+            scope = scope_for(self.stores, user_id)
+        except UnknownUser as exc:
+            return notice_html(f"{exc}: pick a persona from the list")
+        history = [asdict(h) for h in user_history(scope, limit=6)]
+        name = str(self.stores.user_names[scope.user])
+        return profile_html(user_id, name, history, scope.friend_names(), self.currency)
+
+    def select_persona(self, persona: str) -> tuple[Any, ...]:
+        """Log in as a demo persona: show the profile and start a new conversation."""
+        conv = Conversation(user_id=persona)
+        return self.profile(persona), [], NO_CARDS, {}, "", [], conv
+
+    def new_conversation(self, persona: str) -> tuple[Any, ...]:
+        conv = Conversation(user_id=persona)
+        return [], NO_CARDS, {}, "", [], conv
+
+    # --- one turn, streamed -------------------------------------------------------------------
+    def chat(self, message: str, persona: str, conv: Conversation | None) -> Iterator[tuple[Any, ...]]:
+        """Outputs: chatbot, cards, turn info, context, raw LLM calls, conversation."""
+        skip = gr.skip()
+        if conv is None or conv.user_id != persona:  # a persona switch always starts a new session
+            conv = Conversation(user_id=persona)
+        # the user's own words are shown as typed text, never as markup
+        shown = [{"role": "user", "content": safe(message)}] if message and message.strip() else []
+        conv = replace(conv, messages=[*conv.messages, *shown])
+        yield conv.messages, skip, skip, skip, skip, conv
+        pending: tuple[int, str] | None = None
+        for kind, payload in stream_turn(self.services, persona, message or "", conv.session_id):
+            if pending is not None:  # the previous status is over once anything else happens
+                conv.messages[pending[0]] = status_message(pending[1], done=True)
+                pending = None
+            if kind == "intent":
+                conv.messages.append(intent_message(payload))
+            elif kind == "step":
+                conv.messages.append(step_message(payload))
+            elif kind == "status":
+                conv.messages.append(status_message(str(payload)))
+                pending = len(conv.messages) - 1, str(payload)
+            elif kind == "error":
+                yield from self._failed(conv, payload)
+                return
+            elif kind == "result":
+                yield from self._answer(conv, payload)
+                return
+            yield conv.messages, skip, skip, skip, skip, conv
+
+    def _answer(self, conv: Conversation, result: TurnResult) -> Iterator[tuple[Any, ...]]:
+        skip = gr.skip()
+        conv.session_id = result.session_id
+        cards = cards_html(result.items, self.currency) if result.items else NO_CARDS
+        context = result.context or "(no rerank prompt this turn: the LLM is off, or the turn needed no ranking)"
+        chunks = list(reply_chunks(result.reply)) or [""]
+        history, last = conv.messages, len(chunks) - 1
+        for n, text in enumerate(chunks):
+            conv.messages = [*history, {"role": "assistant", "content": text}]
+            if n in (0, last):  # cards and the panel come with the first words, and again at the end so
+                # that an API caller's final result is complete
+                yield conv.messages, cards, turn_info(result), context, result.raw_llm, conv
+            else:
+                yield conv.messages, skip, skip, skip, skip, conv
+            if n < last:
+                time.sleep(CHUNK_PAUSE_S)
+
+    def _failed(self, conv: Conversation, exc: BaseException) -> Iterator[tuple[Any, ...]]:
+        skip = gr.skip()
+        if isinstance(exc, SessionError):
+            conv.session_id = None  # the next message starts a fresh session for this persona
+            text = f"{exc} (a new conversation starts with your next message)"
+        elif isinstance(exc, UnknownUser):
+            text = f"{exc}: pick a persona from the list"
+        elif isinstance(exc, (*USER_ERRORS, TimeoutError)):
+            text = str(exc)
+        else:
+            log.error("turn failed", exc_info=exc)
+            text = f"Something went wrong on our side ({exc.__class__.__name__}); please try again."
+        conv.messages.append(error_message(text))
+        yield conv.messages, skip, skip, skip, skip, conv
+
+
+def _prompt_lab(services: Services) -> None:
+    try:
+        from web.prompt_lab_tab import build_prompt_lab_tab
+    except ImportError as exc:
+        gr.Markdown(f"The prompt lab is not available in this build yet (`web/prompt_lab_tab.py`: {safe(exc)}).")
+        return
+    build_prompt_lab_tab(services)
+
+
+def build_ui(services: Services) -> gr.Blocks:
+    handlers = ChatUI(services)
+    persona = handlers.default_persona()
+    with gr.Blocks(title="fusionrec", analytics_enabled=False) as ui:
+        conv = gr.State(Conversation(user_id=persona))
+        gr.Markdown("# fusionrec\nA conversational recommender: your history, your friends and the catalog, "
+                    "fused and explained.")
+        with gr.Tab("Chat"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=260):
+                    picker = gr.Dropdown(handlers.persona_choices(), value=persona, label="Demo login: persona",
+                                         elem_id="persona", filterable=True)
+                    profile = gr.HTML(handlers.profile(persona), elem_id="profile", css_template=CARDS_CSS)
+                    new_chat = gr.Button("New conversation", variant="secondary", size="sm")
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=520, sanitize_html=True,
+                                         allow_tags=False, render_markdown=True, feedback_options=None,
+                                         placeholder="Ask for something, e.g. *camping gear under $100*.")
+                    with gr.Row():
+                        box = gr.Textbox(placeholder="What are you looking for?", show_label=False, scale=5,
+                                         elem_id="message", max_lines=4, autofocus=True,
+                                         max_length=services.settings.api.max_message_chars)
+                        send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+                    gr.Examples(EXAMPLES, inputs=box, label="Try")
+            cards = gr.HTML(NO_CARDS, elem_id="cards", css_template=CARDS_CSS, label="Recommendations")
+            with gr.Accordion("Under the hood: fused context and raw LLM output (last turn)", open=False,
+                              elem_id="debug"):
+                info = gr.JSON(label="LLM path, blend weight, tokens, timings", elem_id="turn-info")
+                context = gr.Code(label="Fused context (the rendered rerank prompt)", language=None,
+                                  lines=12, max_lines=30, elem_id="context")
+                raw = gr.JSON(label="Raw LLM calls (purpose, ok, latency, tokens, error, raw)", elem_id="raw-llm")
+        with gr.Tab("Prompt lab"):
+            _prompt_lab(services)
+
+        picker.change(handlers.select_persona, inputs=picker,
+                      outputs=[profile, chatbot, cards, info, context, raw, conv], api_name="select_persona")
+        new_chat.click(handlers.new_conversation, inputs=picker, outputs=[chatbot, cards, info, context, raw, conv],
+                       api_name="new_conversation")
+        # The typed message moves to a hidden box and the visible one is locked while the turn streams (a
+        # submit meanwhile would be dropped); the turn reads the hidden box, so API callers pass it as `message`.
+        pending = gr.Textbox(visible=False)
+        gr.on([box.submit, send.click], take_message, inputs=box, outputs=[pending, box], queue=False,
+              api_visibility="private").then(
+            handlers.chat, inputs=[pending, picker, conv], outputs=[chatbot, cards, info, context, raw, conv],
+            api_name="chat", show_progress="minimal").then(ready, outputs=box, queue=False, api_visibility="private")
+    ui.queue(max_size=services.settings.api.gradio_queue_size, default_concurrency_limit=2)
+    return ui
