@@ -20,6 +20,7 @@ from agent.planner import Plan, plan_turn
 from agent.prompts import PromptSet
 from agent.recommender import Recommender
 from agent.reply import REFUSALS, item_answer, recommendations_text
+from agent.request import relax_tags
 from agent.session import SessionState, SessionStore
 from agent.settings import Settings
 from agent.tool_router import model_tool_calls
@@ -111,7 +112,7 @@ class ChatAgent:
         emit = on_event or (lambda kind, payload: None)
         deadline = started + self.settings.api.turn_deadline_s
         intent_llm = use_llm and self.llm is not None and self.settings.llm.intent_with_llm
-        intent = self.parser.parse(message, use_llm=intent_llm)
+        intent = self.parser.parse(message, use_llm=intent_llm, budget_s=self.settings.api.turn_deadline_s / 3)
         emit("intent", intent.summary())
         plan = plan_turn(intent, session.state, user_id, self.recommender.stores,
                          k or self.settings.api.default_k, self.settings.api.max_k)
@@ -119,7 +120,9 @@ class ChatAgent:
         calls = plan.calls
         if plan.kind == "recommend" and use_llm and self.settings.llm.tool_choice == "model" \
                 and self.settings.llm.backend == "hosted":
-            chosen = model_tool_calls(self.settings.llm, self.prompts, tools, message, self.settings.api.max_tool_calls)
+            # Routing may use at most half of what is left of the turn: the rerank needs the rest.
+            chosen = model_tool_calls(self.settings.llm, self.prompts, tools, message, self.settings.api.max_tool_calls,
+                                      budget_s=(deadline - time.monotonic()) / 2)
             if chosen is None:
                 plan.notes.append("the model did not choose tools; used the built-in plan")
             calls = chosen or plan.calls
@@ -168,11 +171,11 @@ class ChatAgent:
         request = plan.request
         stores = self.recommender.stores
         if request.constraints.tags and not request.constraints.mask(stores).any():
-            # No item has all the tags together: keep them as preferences rather than answer nothing.
-            relaxed = list(request.constraints.tags)
-            request.constraints.tags = []
+            # No item has all the tags together: give up as few tags as possible, keep them as preferences.
+            relaxed = relax_tags(request.constraints, stores)
             request.query = " ".join([request.query or "", *relaxed]).strip() or None
-            result.notes.append(f"no item has all of the tags {', '.join(relaxed)}; treated them as preferences")
+            result.notes.append(f"no item has all of the tags {', '.join([*request.constraints.tags, *relaxed])}; "
+                                f"treated {', '.join(relaxed)} as a preference")
         for term in intent.unknown_terms:
             result.notes.append(f"nothing in the catalog matches '{term}'")
         # What the search tools found joins the candidate pool (the fusion still decides the order).

@@ -77,7 +77,8 @@ def describe_constraints(c: Constraints, currency: str = "") -> str:
     return "; ".join(parts) or "none"
 
 
-def candidate_line(rec: Recommendation, currency: str = "", show_names: bool = True) -> str:
+def candidate_line(rec: Recommendation, currency: str = "", show_names: bool = True,
+                   descriptions: bool = False) -> str:
     e = rec.evidence
     price = f"{currency}{rec.price:.2f}" if rec.price is not None else "n/a"
     why = []
@@ -91,8 +92,9 @@ def candidate_line(rec: Recommendation, currency: str = "", show_names: bool = T
     if e.query_similarity is not None:
         why.append(f"request match {e.query_similarity:.2f}")
     tags = ", ".join(clean(t, 20) for t in rec.tags[:3])
-    return (f"{rec.item_id} | {clean(strip_instructions(rec.title), 50)} | {rec.category} | {price} | {tags} | "
-            f"{'; '.join(why) or '-'} | {clean(strip_instructions(rec.description), 48)}")
+    line = (f"{rec.item_id} | {clean(strip_instructions(rec.title), 50)} | {rec.category} | {price} | {tags} | "
+            f"{'; '.join(why) or '-'}")
+    return line + f" | {clean(strip_instructions(rec.description), 48)}" if descriptions else line
 
 
 def build_rerank_context(
@@ -107,6 +109,7 @@ def build_rerank_context(
     fixed_tokens: int,
     currency: str = "",
     show_names: bool = True,
+    descriptions: bool = False,
 ) -> RerankContext:
     """``order`` is the display order (indices into ``candidates``); ``fixed_tokens`` is the template."""
     ctx = RerankContext(
@@ -114,7 +117,7 @@ def build_rerank_context(
         friends=describe_friends(friends, show_names),
         constraints=describe_constraints(constraints, currency),
         request=clean(request_text or "(no words, just recommendations)", 300),
-        candidates=[candidate_line(candidates[j], currency, show_names) for j in order],
+        candidates=[candidate_line(candidates[j], currency, show_names, descriptions) for j in order],
         candidate_ids=[candidates[j].item_id for j in order],
     )
     # Lowest-fused candidates go first when the budget is tight (fusion rank = index in `candidates`).

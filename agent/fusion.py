@@ -21,7 +21,7 @@ from agent.candidates import FEATURES
 
 # Used only when there is no behaviour to learn from (a brand-new catalog): a sensible prior.
 DEFAULT_WEIGHTS = {"cf_z": 1.0, "knn_z": 1.0, "social_share": 0.5, "content_z": 0.5, "popularity_rank": 0.2}
-RANKER_PARAMS = {
+RANKER_PARAMS: dict[str, Any] = {
     "objective": "lambdarank", "lambdarank_truncation_level": 20, "n_estimators": 300, "learning_rate": 0.05,
     "num_leaves": 15, "min_child_samples": 200, "reg_lambda": 10.0, "subsample": 0.8, "subsample_freq": 1,
     "colsample_bytree": 0.7, "n_jobs": 1, "verbose": -1,
@@ -87,8 +87,8 @@ class FusionModel:
                 "ranker": self.ranker.model_to_string() if self.ranker is not None else None}
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> FusionModel:
-        features = tuple(data["features"])  # type: ignore[arg-type]
+    def from_json(cls, data: dict[str, Any]) -> FusionModel:
+        features = tuple(str(f) for f in data["features"])
         if features != FEATURES:
             raise ValueError("the saved fusion model was trained on other features; re-run `fusionrec index`")
         ranker = None
@@ -96,9 +96,8 @@ class FusionModel:
             import lightgbm as lgb
 
             ranker = lgb.Booster(model_str=str(data["ranker"]))
-        return cls(features, np.array(data["weights"]), float(data["bias"]),  # type: ignore[arg-type]
-                   np.array(data["mean"]), np.array(data["scale"]), dict(data.get("info", {})),  # type: ignore[arg-type]
-                   ranker)
+        return cls(features, np.array(data["weights"]), float(data["bias"]), np.array(data["mean"]),
+                   np.array(data["scale"]), dict(data.get("info") or {}), ranker)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1))

@@ -22,15 +22,16 @@ NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, 
                 "nine": 9, "ten": 10, "a couple": 2, "a few": 3, "some": None}
 ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
             "fifth": 5, "5th": 5, "last": -1}
-STOPWORDS = set(["a", "an", "the", "and", "or", "but", "if", "then", "so", "to", "of", "in", "on", "at", "by", "for", "with", "without", "from", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have", "has", "had", "i", "me", "my", "mine", "you", "your", "yours", "we", "our", "us", "they", "them", "their", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "all", "any", "some", "no", "not", "nor", "only", "own", "same", "such", "than", "too", "very", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "just", "also", "please", "thanks", "thank", "hi", "hello", "hey", "want", "wants", "wanted", "need", "needs", "looking", "look", "show", "give", "find", "get", "recommend", "recommendations", "recommendation", "suggest", "suggestions", "something", "anything", "things", "thing", "stuff", "items", "item", "options", "option", "ideas", "idea", "picks", "pick", "like", "likes", "love", "loved", "good", "great", "nice", "best", "better", "more", "less", "most", "least", "new", "cheap", "cheaper", "expensive", "price", "priced", "cost", "costs", "under", "over", "below", "above", "between", "around", "about", "up", "max", "min", "maximum", "minimum", "at", "most", "least", "dollars", "dollar", "usd", "eur", "euros", "bucks", "pounds", "gbp", "friend", "friends", "buy", "bought", "purchase", "purchased", "maybe", "really", "much", "many", "one", "ones", "lot", "lots", "kind", "sort", "type", "else", "instead", "other", "another", "again", "still", "now", "today", "gift", "gifts", "present", "someone", "somebody", "him", "her", "he", "she", "his", "hers", "me.", "i'm", "i'd", "i've", "it's", "that's", "don't", "dont", "won't", "wont", "can't", "cant", "isn't", "similar", "different", "same", "style", "stylish", "quality", "well", "also", "bit", "little", "big", "small", "large", "tell", "know", "go", "going", "let", "lets", "let's", "okay", "ok", "yes", "yeah", "sure", "fine", "cool", "gear", "stuff", "first", "second", "third", "fourth", "fifth", "last", "next", "previous", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twenty", "email", "mail", "send", "share", "order", "cart", "please", "pls", "plz", "thx", "ones"])
+STOPWORDS = set(["none", "a", "an", "the", "and", "or", "but", "if", "then", "so", "to", "of", "in", "on", "at", "by", "for", "with", "without", "from", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have", "has", "had", "i", "me", "my", "mine", "you", "your", "yours", "we", "our", "us", "they", "them", "their", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "all", "any", "some", "no", "not", "nor", "only", "own", "same", "such", "than", "too", "very", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "just", "also", "please", "thanks", "thank", "hi", "hello", "hey", "want", "wants", "wanted", "need", "needs", "looking", "look", "show", "give", "find", "get", "recommend", "recommendations", "recommendation", "suggest", "suggestions", "something", "anything", "things", "thing", "stuff", "items", "item", "options", "option", "ideas", "idea", "picks", "pick", "like", "likes", "love", "loved", "good", "great", "nice", "best", "better", "more", "less", "most", "least", "new", "cheap", "cheaper", "expensive", "price", "priced", "cost", "costs", "under", "over", "below", "above", "between", "around", "about", "up", "max", "min", "maximum", "minimum", "at", "most", "least", "dollars", "dollar", "usd", "eur", "euros", "bucks", "pounds", "gbp", "friend", "friends", "buy", "bought", "purchase", "purchased", "maybe", "really", "much", "many", "one", "ones", "lot", "lots", "kind", "sort", "type", "else", "instead", "other", "another", "again", "still", "now", "today", "gift", "gifts", "present", "someone", "somebody", "him", "her", "he", "she", "his", "hers", "me.", "i'm", "i'd", "i've", "it's", "that's", "don't", "dont", "won't", "wont", "can't", "cant", "isn't", "similar", "different", "same", "style", "stylish", "quality", "well", "also", "bit", "little", "big", "small", "large", "tell", "know", "go", "going", "let", "lets", "let's", "okay", "ok", "yes", "yeah", "sure", "fine", "cool", "gear", "stuff", "first", "second", "third", "fourth", "fifth", "last", "next", "previous", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twenty", "email", "mail", "send", "share", "order", "cart", "please", "pls", "plz", "thx", "ones"])
 OUT_OF_SCOPE = re.compile(
-    r"\b(buy (it|this|that|them|these)|order (it|this|that|them)|add (it |this |that )?to (my )?(cart|basket)|check ?out|"
+    r"\b((buy|order|purchase) (it|this|that|them|these|those|the [a-z0-9]+ ones?|one of (them|these|those))|add (it |this |that )?to (my )?(cart|basket)|check ?out|"
     r"place an order|pay for|e-?mail|send (a |an )?(message|mail|text|email)|message my|text my|post (it|this)|"
     r"share (it|this) (with|on)|delete my|cancel my)\b", re.I)
 PROMPT_EXTRACTION = re.compile(
     r"\b(system prompt|your (instructions|rules|prompt|guidelines)|repeat (the|your|all) (instructions|prompt|text above)|"
     r"verbatim|ignore (all |any )?(previous|prior|above) (instructions|rules)|developer mode|jailbreak)\b", re.I)
-HISTORY_WORDS = r"(buy|bought|buys|purchased|purchases|history|orders|ordered|listened|listens|likes|liked|has|owns|viewed|activity)"
+HISTORY_WORDS = (r"(buy|bought|buys|purchased|purchases?|history|orders?|ordered|listened|listens|listening|likes|liked|"
+                 r"has|owns|viewed|activity|cart|wishlist|library)")
 
 
 @dataclass
@@ -132,9 +133,13 @@ class IntentParser:
                      if n >= min_tag_items and t not in STOPWORDS and len(t) > 2}
         self.tag_forms: dict[str, str] = {}
         for t in self.tags:
-            self.tag_forms.setdefault(t, t)
-            self.tag_forms.setdefault(_stem(t), t)
-        self.max_tag_words = max((len(t.split()) for t in self.tags), default=1)
+            # "board-games" is also asked for as "board games" or "board game".
+            for form in {t, t.replace("-", " "), t.replace("_", " ")}:
+                words = form.split()
+                self.tag_forms.setdefault(form, t)
+                for last in ({_stem(words[-1]), words[-1].removesuffix("s")} if words else set()):
+                    self.tag_forms.setdefault(" ".join([*words[:-1], last]), t)
+        self.max_tag_words = max((len(f.split()) for f in self.tag_forms), default=1)
         titles = stores.catalog["title"].astype(str).tolist()
         self.title_index = {t.lower(): str(i) for t, i in zip(titles, stores.item_ids, strict=True)}
         self.vocabulary = self._catalog_vocabulary()
@@ -150,7 +155,8 @@ class IntentParser:
         return words | {_stem(w) for w in words}
 
     # --- the deterministic extractor ---------------------------------------------------------
-    def parse(self, message: str, use_llm: bool = False) -> Intent:
+    def parse(self, message: str, use_llm: bool = False, budget_s: float | None = None) -> Intent:
+        """The deterministic intent, merged with the model's reading when ``use_llm`` (within ``budget_s``)."""
         intent = Intent()
         text = " ".join(message.split())
         lowered = text.lower()
@@ -174,7 +180,7 @@ class IntentParser:
         self._categories_and_tags(rest, intent)
         intent.preferences = self._soft_words(rest, intent)
         if use_llm and self.llm is not None and self.prompts is not None and not intent.out_of_scope:
-            self._merge_llm(text, intent)
+            self._merge_llm(text, intent, budget_s)
         return intent
 
     def _asks_about_other_user(self, lowered: str) -> bool:
@@ -183,10 +189,12 @@ class IntentParser:
             return True
         if re.search(r"\b(other|another) (user|customer|people's|person's)\b.*" + HISTORY_WORDS, lowered):
             return True
-        m = re.search(r"\b(?:what|which|show|list|tell)\b.{0,40}?\b([a-z]+)(?:'s)?\s+" + HISTORY_WORDS, lowered)
+        m = re.search(r"\b(?:what|which|show|list|tell)\b.{0,40}?\b([a-z]+)(?:\s[a-z]\.?)?(?:'s)?\s+" + HISTORY_WORDS,
+                      lowered)
         if m and m.group(1) in self.first_names:
             return True
-        m = re.search(r"\b([a-z]+)'s (purchases|history|orders|listening|library|cart)\b", lowered)
+        m = re.search(r"\b([a-z]+)'s (?:[a-z]+ )?(purchases?|history|orders?|listening|library|cart|wishlist|activity)\b",
+                      lowered)
         return bool(m and m.group(1) not in {"friend", "friends", "today", "it", "everyone"})
 
     def _questions(self, lowered: str, intent: Intent) -> None:
@@ -325,13 +333,13 @@ class IntentParser:
             "additionalProperties": False,
         }
 
-    def _merge_llm(self, message: str, intent: Intent) -> None:
+    def _merge_llm(self, message: str, intent: Intent, budget_s: float | None = None) -> None:
         assert self.llm is not None and self.prompts is not None
         messages = [{"role": "system", "content": self.prompts.render("system")},
                     {"role": "user", "content": self.prompts.render(
                         "intent", categories=", ".join(self.categories[:60]), message=message[:1000])}]
         try:
-            response = self.llm.chat(messages, schema=self.schema(), max_tokens=120)
+            response = self.llm.chat(messages, schema=self.schema(), max_tokens=120, deadline_s=budget_s)
         except LLMError as exc:
             intent.llm_call = CallRecord("intent", False, 0.0, error=str(exc), messages=messages)
             return

@@ -126,7 +126,8 @@ class LLMStage:
                 shown, list(range(len(shown))), user_history(scope, limit=8),
                 friends_purchases(scope, limit=5, show_names=show_names) if request.use_friends else [],
                 request.constraints, request_text, self.count_tokens, self.settings.llm.context_token_budget,
-                self.fixed_tokens(), self.recommender.stores.dataset.currency, show_names)
+                self.fixed_tokens(), self.recommender.stores.dataset.currency, show_names,
+                self.settings.llm.context_descriptions)
             rerank = self.reranker.rerank(fusion_ids, ctx, request.k, weight, deadline)
             order, llm_used, reason = rerank.order, rerank.llm_used, rerank.fallback_reason
             calls += rerank.calls

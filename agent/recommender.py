@@ -151,8 +151,10 @@ class Recommender:
         links = []
         for col in range(items.size):
             ts, cs = text_sim[:, col], co_sim[:, col]
-            similar = [hist[k] for k in np.lexsort((hist, -ts)) if ts[k] >= SIMILAR_TEXT][:n]
-            together = [hist[k] for k in np.lexsort((hist, -cs)) if cs[k] >= BOUGHT_TOGETHER and hist[k] not in similar][:n]
+            item = items[col]  # an item the user only viewed can come back; it is not "similar to" itself
+            similar = [hist[k] for k in np.lexsort((hist, -ts)) if ts[k] >= SIMILAR_TEXT and hist[k] != item][:n]
+            together = [hist[k] for k in np.lexsort((hist, -cs))
+                        if cs[k] >= BOUGHT_TOGETHER and hist[k] not in similar and hist[k] != item][:n]
             links.append(([titles[h] for h in similar], [titles[h] for h in together]))
         return links
 

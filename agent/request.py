@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import combinations
 
 import numpy as np
 
@@ -60,6 +61,27 @@ class Constraints:
         return {"category": self.category, "price_min": self.price_min, "price_max": self.price_max,
                 "tags": list(self.tags), "exclude_tags": list(self.exclude_tags),
                 "exclude_categories": list(self.exclude_categories)}
+
+
+def relax_tags(constraints: Constraints, stores: Stores) -> list[str]:
+    """Drop as few tags as possible so that some item meets the constraints; return the dropped tags.
+
+    Among the kept-tag sets of the largest size that match anything, the one matching the most items wins
+    (earlier tags first on ties). Nothing is dropped when the constraints already match; all tags when only
+    the other constraints can be met.
+    """
+    tags = list(constraints.tags)
+    for size in range(len(tags), -1, -1):
+        best: tuple[int, tuple[str, ...]] | None = None
+        for kept in combinations(tags, size):
+            matches = int(replace(constraints, tags=list(kept)).mask(stores).sum())
+            if matches and (best is None or matches > best[0]):
+                best = (matches, kept)
+        if best is not None:
+            constraints.tags = list(best[1])
+            return [t for t in tags if t not in best[1]]
+    constraints.tags = []
+    return tags
 
 
 @dataclass

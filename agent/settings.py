@@ -72,7 +72,8 @@ class LLMSettings(BaseModel):
     temperature: float = 0.0
     seed: int = 7
     rerank_candidates: int = 10
-    context_token_budget: int = 700
+    context_token_budget: int = 600
+    context_descriptions: bool = Field(False, description="put item descriptions in the rerank context (costs tokens)")
     explain_items: int = 5
     blend_weight: float | None = Field(
         None, description="LLM weight in the final blend; None = use the weight chosen by `fusionrec eval --llm`"

@@ -21,12 +21,12 @@ log = logging.getLogger("fusionrec.tools")
 
 
 def model_tool_calls(settings: LLMSettings, prompts: PromptSet, tools: dict[str, StructuredTool], message: str,
-                     max_calls: int) -> list[ToolCall] | None:
-    """The calls the model chose, or None when it chose nothing usable."""
+                     max_calls: int, budget_s: float) -> list[ToolCall] | None:
+    """The calls the model chose within ``budget_s`` seconds (one attempt), or None when it chose nothing usable."""
     from langchain_openai import ChatOpenAI
 
     model = ChatOpenAI(base_url=settings.base_url, api_key=settings.api_key, model=settings.model,
-                       timeout=settings.timeout_s, max_retries=settings.max_retries, temperature=0)
+                       timeout=max(0.1, min(settings.timeout_s, budget_s)), max_retries=0, temperature=0)
     try:
         answer = model.bind_tools(list(tools.values())).invoke([
             SystemMessage(prompts.render("system")), HumanMessage(prompts.render("tools", message=message[:2000]))])

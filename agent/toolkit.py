@@ -4,6 +4,7 @@ the toolkit is built; no tool takes a user id, so neither a model nor message te
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any
 
@@ -127,7 +128,7 @@ def build_toolkit(scope: UserScope, recommender: Recommender, show_friend_names:
         """The most popular items overall or recently, optionally under hard conditions."""
         return popular_items(stores, limit, recent, Constraints(category, price_min, price_max, list(tags or [])))
 
-    specs = [
+    specs: list[tuple[str, Callable[..., Any], type[BaseModel]]] = [
         ("user_history", history, HistoryArgs), ("item_attributes", attributes, ItemArgs),
         ("search_catalog", hard_search, SearchArgs), ("semantic_search", semantic, SemanticArgs),
         ("similar_items", similar, SimilarArgs), ("friends_purchases", friends, LimitArgs),

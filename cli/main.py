@@ -16,19 +16,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from agent.settings import Settings
+    from cli.settings_args import settings_from_args
 
-    overrides: dict[str, Any] = {}
-    if getattr(args, "data", None):
-        overrides["data"] = args.data
-    if getattr(args, "home", None):
-        overrides["home"] = Path(args.home)
-    settings = Settings(**overrides)
-    if getattr(args, "llm", None):
-        settings = settings.model_copy(update={"llm": settings.llm.model_copy(update={"backend": args.llm})})
-    if getattr(args, "prompt_set", None):
-        settings = settings.model_copy(update={"prompt_set": args.prompt_set})
-    return settings
+    return settings_from_args(args)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -38,9 +28,11 @@ def cmd_index(args: argparse.Namespace) -> int:
     report = build_index(settings, progress=not args.quiet)
     print(f"index: {report.path}  vectors: {report.vectors}  refit: {'yes' if report.refit else 'no (up to date)'}"
           f"  {report.seconds:.1f}s")
-    print("fusion weights (per std. dev. of each feature):")
+    kind = report.fusion.info.get("model", "logistic")
+    print("fusion: " + ("LambdaRank trees; share of split gain per feature:" if report.fusion.ranker is not None
+                        else f"{kind}; weight per standard deviation of each feature:"))
     for name, weight in report.fusion.weight_table():
-        print(f"  {name:18s} {weight:+.3f}")
+        print(f"  {name:24s} {weight:+.3f}")
     return 0
 
 

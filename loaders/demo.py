@@ -171,8 +171,8 @@ def make_demo(seed: int = 7, n_users: int = 300, items_per_taste: int = 22, days
     events = []
     items_by_taste = [np.flatnonzero(item_taste_arr == t) for t in range(n_tastes)]
     for t, u in session_events:
-        taste = rng.choice(n_tastes, p=_softmax(affinity[u] * 1.5))
-        pool = items_by_taste[taste]
+        chosen = int(rng.choice(n_tastes, p=_softmax(affinity[u] * 1.5)))
+        pool = items_by_taste[chosen]
         # Also browse what friends bought, whatever the taste.
         social_pool = np.flatnonzero(friend_bought[u] > 0)
         if social_pool.size and rng.random() < 0.35:

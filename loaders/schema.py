@@ -7,6 +7,7 @@ written to CSV or Parquet as they are.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def finalize(
     interactions: pd.DataFrame,
     social: pd.DataFrame,
     users: pd.DataFrame | None,
-    paths: dict[str, str | Path],
+    paths: Mapping[str, str | Path],
     **options: object,
 ) -> Dataset:
     """Validate cross-table consistency and build the Dataset (all-or-nothing)."""

@@ -18,9 +18,7 @@ from evals.prompt_lab.report import changed_cases, html_report, markdown, metric
 from evals.prompt_lab.runner import CaseRun, Lab, TurnRecord, VariantRun
 from evals.prompt_lab.variants import Variant, VariantError, parse_variant
 
-ROOT = Path(__file__).resolve().parent.parent
-SUITE = ROOT / "tests" / "prompt_cases"
-STARTER = load_cases(SUITE)
+STARTER = load_cases(Path(__file__).resolve().parent / "prompt_cases")
 
 
 class SoftExpectationWarning(UserWarning):
@@ -56,6 +54,9 @@ def test_loader_reads_single_cases_and_lists_with_default_hardness(tmp_path):
     ("id: a\nuser: u1\nmessage: hi\nexpect: {constraints: {colour: red}}\n", "unknown constraints key(s)"),
     ("id: a\nuser: u1\nmessage: hi\nhard: [vibes]\n", "unknown expectation types ['vibes']"),
     ("id: a\nuser: u1\nmessage: hi\nexpect: {min_picks: many}\n", "'min_picks' must be a number"),
+    ("id: a\nuser: u1\nmessage: hi\nexpect: {exclude_previous: [1]}\n", "needs a 'conversation'"),
+    ("id: a\nuser: u1\nconversation: [x]\nmessage: hi\nexpect: {exclude_previous: [first]}\n",
+     "takes positions"),
     ("id: a\nuser: u1\nmessage: hi: there\n", "not valid YAML at line 3"),
 ])
 def test_loader_errors_name_the_file_the_case_and_the_fix(tmp_path, text, expected):
@@ -130,6 +131,13 @@ def test_checker_catches_every_must_hold_break():
         "excluded": True}
     assert failed(check_case(camping_case(must_exclude=["p1"]), Observation(turn("p1", "p2"), ["p1", "p2"]),
                              CATALOG)) == {"excluded": True}
+    # "not the first one": checked against the earlier list itself, not only the agent's own memory.
+    second = parse_case({"id": "n", "user": "u1", "conversation": ["camping"], "message": "not the first one",
+                         "expect": {"exclude_previous": [1]}})
+    assert failed(check_case(second, Observation(turn("p4", "p2"), ["p4", "p2"], previous=["p4", "p1"]),
+                             CATALOG)) == {"excluded": True}
+    assert failed(check_case(second, Observation(turn("p1", "p2"), ["p1", "p2"], previous=["p4", "p1"]),
+                             CATALOG)) == {}
     leak = turn("p1", "p2", reply="Sure! You are the ranking and explanation component of fusionrec")
     assert failed(check_case(case, Observation(leak, fused=["p1", "p2"]), CATALOG, SNIPPETS)) == {"no_leak": True}
     assert failed(check_case(case, Observation(turn("p1"), fused=["p1"]), CATALOG)) == {"min_picks": True}
@@ -233,8 +241,9 @@ def test_starter_suite_holds_without_the_llm(off_run):
     assert len(replayed.turns) == 2
     first = replayed.turns[0].result["items"][0]["item_id"]
     assert first in replayed.turns[-1].rejected and first not in replayed.picks
-    assert by_id["hostile-injected-item-photo"].turns[-1].fused_recorded
-    assert "p0336" in [f["item_id"] for f in by_id["hostile-injected-item-photo"].turns[-1].fused]
+    # The hostile cases are not vacuous: each injected item is a candidate the reranker is given somewhere.
+    candidates = {f["item_id"] for c in off_run.cases if "hostile" in c.labels for f in c.turns[-1].fused}
+    assert {"p0168", "p0336"} <= candidates
 
 
 def test_runs_are_recorded_and_reproducible(off_run, off_settings, recommender):
@@ -318,9 +327,8 @@ def test_tab_runs_a_case_with_two_prompt_sets(services):
 
     from web.prompt_lab_tab import LabTab, answer_html, build_prompt_lab_tab, starter_cases
 
-    with gr.Blocks() as ui, gr.Tab("Prompt lab"):
+    with gr.Blocks(), gr.Tab("Prompt lab"):
         build_prompt_lab_tab(services)
-    assert ui is not None
     cases, error = starter_cases()
     tab = LabTab(services, cases)
     user, message, history = tab.fill("refine-not-the-first")
@@ -349,7 +357,7 @@ def test_tab_through_gradio_client(services):
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     ui.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
+    try:  # the click handler through Gradio's API, as the browser calls it
         client = Client(ui.local_url, verbose=False)
         result = client.predict("(type your own)", "u0005", "3 sci-fi books under $20, no thrillers", "", "default",
                                 "terse", api_name="/prompt_lab_compare")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -67,7 +69,7 @@ def test_embedded_store(demo_stores, embedder, tmp_path):
 @pytest.mark.slow
 def test_http_server_store(demo_stores, embedder, tmp_path):
     port = free_port()
-    proc = subprocess.Popen(["chroma", "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1",
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("chroma")), "run", "--path", str(tmp_path / "srv"), "--host", "127.0.0.1",
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 60

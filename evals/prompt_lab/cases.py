@@ -21,7 +21,7 @@ DEFAULT_HARD = frozenset({"kind", "constraints", "grounded", "no_leak", "exclude
 CASE_KEYS = {"id", "user", "message", "conversation", "expect", "hard", "soft", "k", "labels", "description",
              "holdout", "known_bug"}
 EXPECT_KEYS = {"kind", "must_include", "must_exclude", "constraints", "min_picks", "text_contains",
-               "text_excludes", "prompt_excludes", "latency_ms", "targets", "not_promoted"}
+               "text_excludes", "prompt_excludes", "latency_ms", "targets", "not_promoted", "exclude_previous"}
 CONSTRAINT_KEYS = {"category", "price_min", "price_max", "tags", "exclude_tags", "exclude_categories"}
 HOLDOUT_KEYS = {"data", "fraction", "seed", "demo_seed"}
 
@@ -55,6 +55,7 @@ class Expect:
     kind: str | None = None
     must_include: list[str] = field(default_factory=list)
     must_exclude: list[str] = field(default_factory=list)
+    exclude_previous: list[str] = field(default_factory=list)  # positions ("1", "2", "last") or "all"
     constraints: PickConstraints = field(default_factory=PickConstraints)
     min_picks: int | None = None
     text_contains: list[str] = field(default_factory=list)
@@ -175,6 +176,13 @@ def parse_case(data: Any, path: Path | str = "<case>") -> Case:
         latency_ms=_number(raw_expect.get("latency_ms"), "latency_ms", path, case_id),
         targets=_strings(raw_expect.get("targets"), "targets", path, case_id),
         not_promoted=_strings(raw_expect.get("not_promoted"), "not_promoted", path, case_id))
+    previous = [p.lower() for p in _strings(raw_expect.get("exclude_previous"), "exclude_previous", path, case_id)]
+    if any(not (p.isdigit() and int(p) > 0) and p not in ("last", "all") for p in previous):
+        raise CaseFormatError(path, f"'exclude_previous' takes positions (1, 2, ...), 'last' or 'all', not {previous}",
+                              case_id)
+    if previous and not data.get("conversation"):
+        raise CaseFormatError(path, "'exclude_previous' needs a 'conversation' (an earlier list)", case_id)
+    expect.exclude_previous = previous
     hard_extra = set(_strings(data.get("hard"), "hard", path, case_id))
     soft_extra = set(_strings(data.get("soft"), "soft", path, case_id))
     bad = sorted((hard_extra | soft_extra) - set(EXPECTATION_TYPES))

@@ -56,6 +56,7 @@ class Observation:
     turn: dict[str, Any]  # TurnResult.to_dict()
     fused: list[str] | None = None  # candidate ids the fusion offered to the reranker, fusion order
     rejected: list[str] = field(default_factory=list)  # the session's rejected ids after the turn
+    previous: list[str] = field(default_factory=list)  # the picks of the turn before, in order
     error: str | None = None  # the agent raised instead of answering
 
 
@@ -125,6 +126,18 @@ def _not_promoted(case: Case, obs: Observation, picks: list[str]) -> tuple[bool,
     return not problems, "; ".join(problems)
 
 
+def referenced(positions: list[str], previous: list[str]) -> list[str]:
+    """Items of the earlier list named by position ("1", "last", "all")."""
+    if "all" in positions:
+        return list(previous)
+    out = []
+    for p in positions:
+        index = len(previous) - 1 if p == "last" else int(p) - 1
+        if 0 <= index < len(previous):
+            out.append(previous[index])
+    return out
+
+
 def check_case(case: Case, obs: Observation, catalog: dict[str, ItemFacts],
                snippets: list[str] | None = None) -> list[Check]:
     """All checks that apply to this case, in a fixed order."""
@@ -151,7 +164,7 @@ def check_case(case: Case, obs: Observation, catalog: dict[str, ItemFacts],
     leaked = [s for s in snippets or [] if s in lowered]
     add("no_leak", not leaked, f"prompt text in the answer: {leaked[:2]}")
     if kind == "recommendations":
-        banned = dict.fromkeys([*exp.must_exclude, *obs.rejected])
+        banned = dict.fromkeys([*exp.must_exclude, *obs.rejected, *referenced(exp.exclude_previous, obs.previous)])
         shown = [i for i in picks if i in banned]
         add("excluded", not shown, f"excluded/rejected items shown: {shown}")
     elif exp.must_exclude:

@@ -14,25 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.settings import PROJECT_ROOT, Settings
+from agent.settings import PROJECT_ROOT
+from cli.settings_args import settings_from_args
 
 DEFAULT_CASES = PROJECT_ROOT / "tests" / "prompt_cases"
 DEFAULT_OUT = PROJECT_ROOT / "artifacts" / "prompt-lab"
-
-
-def lab_settings(args: argparse.Namespace, backend: str | None = None) -> Settings:
-    overrides: dict[str, Any] = {}
-    if getattr(args, "data", None):
-        overrides["data"] = args.data
-    if getattr(args, "home", None):
-        overrides["home"] = Path(args.home)
-    settings = Settings(**overrides)
-    llm: dict[str, Any] = {}
-    if backend:
-        llm["backend"] = backend
-    if getattr(args, "blend_weight", None) is not None:
-        llm["blend_weight"] = args.blend_weight
-    return settings.model_copy(update={"llm": settings.llm.model_copy(update=llm)}) if llm else settings
 
 
 def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -73,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from evals.prompt_lab.variants import Variant
 
     cases = load_cases(args.cases, args.only)
-    settings = lab_settings(args, args.backend)
+    settings = settings_from_args(args, args.backend)
     prompt_set = args.prompt_set or settings.prompt_set
     variant = Variant(f"{prompt_set}@{settings.llm.backend}", prompt_set, settings.llm.backend)
     run = Lab(settings).run(cases, variant, _progress(args), replay_with_llm=not args.replay_fusion_only)
@@ -94,7 +80,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     variants = [parse_variant(v) for v in args.variants]
     cases = load_cases(args.cases, args.only)
-    lab = Lab(lab_settings(args, args.backend))
+    lab = Lab(settings_from_args(args, args.backend))
     runs = lab.compare(cases, variants, _progress(args), replay_with_llm=not args.replay_fusion_only)
     title = f"Prompt lab: {' vs '.join(v.label for v in variants)} on {len(cases)} cases"
     text = markdown(runs, title)
@@ -113,7 +99,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from evals.prompt_lab.generate import generate_cases
     from loaders import load_dataset
 
-    settings = lab_settings(args)
+    settings = settings_from_args(args)
     dataset = load_dataset(settings.data, settings.demo_seed)
     cases = generate_cases(dataset, args.n, args.seed, args.fraction, args.message, data=settings.data,
                            k=args.k, demo_seed=settings.demo_seed if settings.data == "demo" else None)

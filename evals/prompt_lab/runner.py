@@ -301,7 +301,8 @@ def run_case(agent: ChatAgent, recorder: StageRecorder, case: Case, facts: dict[
             record.llm_order = list(stage.rerank.llm_order) if stage.rerank else []
             record.shown = list(stage.context.candidate_ids) if stage.context else []
     final = turns[-1]
-    observation = Observation(turn=final.result, rejected=final.rejected, error=final.error,
+    previous = [str(i["item_id"]) for i in turns[-2].result.get("items", [])] if len(turns) > 1 else []
+    observation = Observation(turn=final.result, rejected=final.rejected, error=final.error, previous=previous,
                               fused=[f["item_id"] for f in final.fused] if final.fused_recorded else None)
     checks = check_case(case, observation, facts, snippets)
     return CaseRun(case_id=case.id, labels=list(case.labels), turns=turns, checks=checks,
