@@ -5,17 +5,14 @@
 Starts `python app.py` (default local model) on 127.0.0.1 with a private home, replays each conversation
 twice — once with the model (``use_llm: true``) and once fusion-only (``use_llm: false``), interleaved so
 that load on the machine hits both alike — and reports p50/p95 turn latency and tokens per turn.
-``AppProcess`` is shared with evals/load_bench.py.
+The app runs as a real process (evals/app_process.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +23,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from evals.app_process import AppProcess
+
 ROOT = Path(__file__).resolve().parent.parent
 FIRST = ("camping gear under $100", "sci-fi books under $20", "board games for a party", "a yoga mat",
          "wireless headphones under $150", "kitchen things for baking", "a gift for a kid under $40",
@@ -33,53 +32,6 @@ FIRST = ("camping gear under $100", "sci-fi books under $20", "board games for a
 REFINE = ("cheaper", "not the first one", "more like the second one", "something else", "more expensive")
 LAST = ("why the first one?", "how much is the second one?", "tell me about the first one",
         "what did my friends buy", "history books", "anything under $30")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class AppProcess:
-    """`python app.py` on 127.0.0.1 with its own home and environment; builds the index on first start."""
-
-    def __init__(self, home: Path, env: dict[str, str], ready_timeout_s: float = 900.0):
-        self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home / f"app-{self.port}.log"
-        home.mkdir(parents=True, exist_ok=True)
-        full_env = {**os.environ, "FUSIONREC_HOME": str(home), "FUSIONREC_PORT": str(self.port),
-                    "FUSIONREC_LOG_LEVEL": "WARNING", **env}
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=full_env,
-                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        self._wait(ready_timeout_s)
-
-    def _wait(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the app exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the app was not ready within {timeout_s:.0f}s:\n{self.log.read_text()[-3000:]}")
-
-    def sessions_db(self) -> Path:
-        return self.home / "sessions" / "demo-s7.sqlite"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 def conversations(n: int, seed: int = 7) -> list[tuple[str, list[str]]]:
@@ -167,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     keys = {f"bench-{user}": user for user in users}
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="fusionrec-chat-bench-"))
     print(f"starting the app (LLM: {args.llm}) on {home} ...", flush=True)
-    app = AppProcess(home, {"FUSIONREC_LLM__BACKEND": args.llm, "FUSIONREC_API__KEYS": json.dumps(keys),
+    app = AppProcess(home, {"FUSIONREC_LOG_LEVEL": "WARNING", "FUSIONREC_LLM__BACKEND": args.llm, "FUSIONREC_API__KEYS": json.dumps(keys),
                             "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "100000"})
     llm_identity = httpx.get(app.url + "/healthz", timeout=10).json().get("llm")
     modes = {True: Mode(f"llm ({llm_identity or 'unavailable'})"), False: Mode("llm off (fusion only)")}

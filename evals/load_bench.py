@@ -33,7 +33,8 @@ from locust import HttpUser, between, task  # noqa: E402
 from locust.env import Environment  # noqa: E402
 from locust.exception import StopUser  # noqa: E402
 
-from evals.chat_bench import FIRST, LAST, REFINE, AppProcess  # noqa: E402
+from evals.app_process import AppProcess  # noqa: E402
+from evals.chat_bench import FIRST, LAST, REFINE  # noqa: E402
 
 TURNS_PER_SESSION = 6
 
@@ -198,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="fusionrec-load-bench-"))
     users = [f"u{n:04d}" for n in range(1, max(args.users, args.llm_users) + 1)]
     keys = {f"load-{uuid.uuid4().hex[:12]}": user for user in users}  # one key per virtual user, each its own user
-    env = {"FUSIONREC_API__KEYS": json.dumps(keys), "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "1000000"}
+    env = {"FUSIONREC_LOG_LEVEL": "WARNING", "FUSIONREC_API__KEYS": json.dumps(keys), "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "1000000"}
     run = uuid.uuid4().hex[:6]
     phases = [("llm_off", "off", args.users, args.duration)]
     if not args.skip_llm:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
+
+from evals.app_process import AppProcess, free_port  # noqa: F401  (free_port: used by test modules)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -17,12 +18,6 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("FUSIONREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
 LASTFM = SHARED_DATA / "lastfm-hetrec2011"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -90,43 +85,11 @@ def lastfm_slice(tmp_path_factory) -> Path:
     return out
 
 
-class AppServer:
-    """A real `python app.py` process on 127.0.0.1 (uvicorn + FastAPI + Gradio)."""
+class AppServer(AppProcess):
+    """A real `python app.py` process on 127.0.0.1 (uvicorn + FastAPI + Gradio) with the given LLM backend."""
 
     def __init__(self, home: Path, llm: str = "off", extra_env: dict[str, str] | None = None):
-        import subprocess
-        import sys
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "FUSIONREC_HOME": str(home), "FUSIONREC_PORT": str(self.port),
-               "FUSIONREC_LLM__BACKEND": llm, **(extra_env or {})}
-        self.log = home / f"app-{self.port}.log"
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
-                                     stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        import time
-
-        import httpx
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"app exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"app not ready: {self.log.read_text()[-2000:]}")
-
-    def stop(self, kill: bool = False) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            self.proc.wait(timeout=30)
+        super().__init__(home, {"FUSIONREC_LLM__BACKEND": llm, **(extra_env or {})}, ready_timeout_s=180)
 
 
 @pytest.fixture(scope="session")
