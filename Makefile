@@ -35,18 +35,18 @@ test-fast: setup
 
 bench: bench-lastfm bench-llm bench-chat bench-load
 
+# One Last.fm run: every baseline, the fusion, and fusion+LLM (the local model on 100 test users).
 bench-lastfm: setup
-	$(BIN)/fusionrec eval --data $(SHARED)/lastfm-hetrec2011 --json artifacts/eval-lastfm.json --out artifacts/lastfm
+	$(BIN)/fusionrec eval --data $(SHARED)/lastfm-hetrec2011 --llm local --llm-users 100 --json docs/benchmarks/eval-lastfm.json --out docs/benchmarks/lastfm
 
 bench-llm: setup
-	$(BIN)/fusionrec eval --data demo --llm local --json artifacts/eval-demo-llm.json --out artifacts/demo-llm
-	$(BIN)/fusionrec eval --data $(SHARED)/lastfm-hetrec2011 --llm local --llm-users 100 --json artifacts/eval-lastfm-llm.json --out artifacts/lastfm-llm
+	$(BIN)/fusionrec eval --data demo --llm local --json docs/benchmarks/eval-demo.json --out docs/benchmarks/demo
 
 bench-chat: setup
-	$(BIN)/python -m evals.chat_bench --conversations 50 --json artifacts/chat-bench.json
+	$(BIN)/python -m evals.chat_bench --conversations 50 --json docs/benchmarks/chat-bench.json
 
 bench-load: setup
-	$(BIN)/python -m evals.load_bench --json artifacts/load-bench.json
+	$(BIN)/python -m evals.load_bench --json docs/benchmarks/load-bench.json
 
 lint: setup
 	$(BIN)/ruff check .

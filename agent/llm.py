@@ -6,6 +6,7 @@ Nothing here decides what the output means: callers pass a JSON schema and valid
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import threading
@@ -87,6 +88,15 @@ _LOADED: dict[tuple[str, int, str | None], _LoadedModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
+def _close_loaded_models() -> None:
+    """Free the models while llama_cpp is still intact: left to ``Llama.__del__`` at interpreter
+    shutdown, freeing runs after the module's globals are gone and prints a TypeError traceback."""
+    with _LOAD_LOCK:
+        for loaded in _LOADED.values():
+            loaded.llama.close()
+        _LOADED.clear()
+
+
 def _install_abort_callback(llama: Any) -> _LoadedModel:
     """Make llama_decode abortable: llama.cpp polls this callback during evaluation, so a deadline stops
     even a long prompt evaluation (decode returns 2 and llama-cpp-python raises RuntimeError)."""
@@ -134,6 +144,8 @@ class LocalLLM:
                 llama = Llama(model_path=self.model_path, n_ctx=self.settings.n_ctx,
                               n_threads=self.settings.n_threads, chat_format=self.settings.chat_format,
                               seed=self.settings.seed, verbose=False)
+                if not _LOADED:
+                    atexit.register(_close_loaded_models)  # after llama_cpp's own handlers, so it runs first
                 _LOADED[key] = _install_abort_callback(llama)
             return _LOADED[key]
 

@@ -19,10 +19,12 @@ from tests.scripted_llm import ScriptedLLM
 
 @pytest.fixture()
 def stage_for(recommender, demo_settings):
-    def make(outputs, weight=1.0, passes=1, explain=False, delay=0.0):
+    def make(outputs, weight=1.0, passes=1, explain=False, delay=0.0, budget=None):
         llm = ScriptedLLM(outputs, delay)
+        budget = budget or demo_settings.llm.context_token_budget
         settings = demo_settings.model_copy(update={"llm": demo_settings.llm.model_copy(update={
-            "blend_weight": weight, "shuffle_passes": passes, "explain_with_llm": explain})})
+            "blend_weight": weight, "shuffle_passes": passes, "explain_with_llm": explain,
+            "context_token_budget": budget})})
         return LLMStage(recommender, llm, load_prompt_set(settings.prompts_dir), settings), llm
     return make
 
@@ -34,8 +36,10 @@ def fusion_ids(recommender, user="u0001", k=10):
 def test_valid_ranking_is_used_and_blended(stage_for, recommender):
     fused = fusion_ids(recommender)
     wanted = [fused[4], fused[3], fused[2], fused[1], fused[0]]
-    stage, llm = stage_for([json.dumps({"ranking": wanted})], weight=1.0)
+    # A budget wide enough that all five candidates are shown (trimming is tested below).
+    stage, llm = stage_for([json.dumps({"ranking": wanted})], weight=1.0, budget=4000)
     out = stage.run(RecommendRequest(user_id="u0001", k=5))
+    assert out.context.candidate_ids[:5] == fused[:5]
     assert out.llm_used and out.fallback_reason is None
     assert [r.item_id for r in out.items] == wanted
     schema = llm.schemas[0]["properties"]["ranking"]

@@ -58,8 +58,8 @@ SYSTEM = [ln.strip() for ln in (ROOT / "prompts/default/system.md").read_text().
 LEAKS = [ln[:40].lower() for ln in SYSTEM if not ln.startswith("<!--")] + [CANARY.lower(), "canary"]
 UNSAFE = ("<script", "<img", "![", "javascript:")
 KEYS = {"sk-alice-7f3a": "u0001", "sk-bob-91c2": "u0002", "sk-idem-55d0": "u0003", "sk-limit-0b6e": "u0004",
-        "sk-ghost-e1e1": "u9999"}
-ALICE, BOB, IDEM, LIMITED, GHOST = KEYS
+        "sk-ghost-e1e1": "u9999", "sk-logs-3c9d": "u0005"}
+ALICE, BOB, IDEM, LIMITED, GHOST, LOGS = KEYS
 MESSAGE = "camping gear under $100"
 CHAT = {"model": "fusionrec", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -577,3 +577,28 @@ def test_bad_data_file_is_named_with_its_line_and_nothing_is_half_loaded(app_hom
     assert run.returncode != 0 and error, run.stderr[-2000:]
     assert str(folder / name) in error[0] and f"line {line}" in error[0] and phrase in error[0], error
     assert snapshot() == before and [p.name for p in (home / "index").iterdir()] == ["demo-s7"]
+
+
+# --- Also: structured logs ------------------------------------------------------------------------------------
+def test_logs_are_json_lines_with_one_request_id_per_turn_and_no_secrets(sec_app):
+    url, home = sec_app
+    secret_message = "a tent for my trip to Quokka Island under $90"
+    r = call("POST", url + "/v1/recommend", LOGS, headers={"X-Request-Id": "trace-7Qw2"},
+             json={"message": secret_message, "session_id": "logs-1"})
+    chat = call("POST", url + "/v1/chat/completions", LOGS, headers={"X-Request-Id": "<script>bad id</script>"},
+                json={**CHAT, "messages": [{"role": "user", "content": secret_message}]})
+    assert r.status_code == chat.status_code == 200
+    assert r.headers["x-request-id"] == r.json()["request_id"] == "trace-7Qw2"
+    minted = chat.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{12}", minted)  # an unsafe caller id is replaced, not logged
+    time.sleep(0.5)
+    text = "".join(p.read_text() for p in home.glob("app-*.log"))
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert records, text[-2000:]
+    for rid, path in (("trace-7Qw2", "/v1/recommend"), (minted, "/v1/chat/completions")):
+        mine = [rec for rec in records if rec.get("request_id") == rid]
+        assert {rec["msg"] for rec in mine} >= {"turn done", f"http POST {path} 200"}, mine
+    lowered = text.lower()
+    assert [k for k in KEYS if k.lower() in lowered] == []
+    assert "quokka" not in lowered and "<script" not in lowered  # no user text at the default level
+    assert [leak for leak in LEAKS if leak in lowered] == []  # no prompt text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -21,6 +22,7 @@ from web.auth import AuthError
 from web.services import Services
 
 log = logging.getLogger("fusionrec.api")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_BODY_BYTES = 256 * 1024
 
 
@@ -83,7 +85,8 @@ class BodyLimit(BaseHTTPMiddleware):
     """Refuse oversized bodies before they are parsed (no model call can happen)."""
 
     async def dispatch(self, request: Request, call_next: Any) -> Any:
-        request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:12]
+        offered = request.headers.get("x-request-id", "")  # a caller's id is kept only if it is a plain token
+        request.state.request_id = offered if REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex[:12]
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
             return error(413, f"request body over {MAX_BODY_BYTES} bytes", request.state.request_id)
@@ -127,10 +130,10 @@ def authorize(services: Services, authorization: str | None, claimed_user: str |
 
 
 def run_turn(services: Services, user: str, message: str, session_id: str | None, k: int | None,
-             idempotency_key: str | None, use_llm: bool = True) -> TurnResult:
+             idempotency_key: str | None, use_llm: bool = True, request_id: str | None = None) -> TurnResult:
     try:
         return services.agent.turn(user, message, session_id=session_id, k=k, idempotency_key=idempotency_key,
-                                   use_llm=use_llm)
+                                   use_llm=use_llm, request_id=request_id)
     except TooLarge as exc:
         raise ApiError(413, str(exc)) from None
     except BadRequest as exc:
@@ -177,7 +180,7 @@ def api_router(services: Services) -> APIRouter:
         rid = request.state.request_id
         if body.message is None:
             return structured(services, user, body, rid)
-        turn = run_turn(services, user, body.message, body.session_id, body.k, idempotency_key, body.use_llm)
+        turn = run_turn(services, user, body.message, body.session_id, body.k, idempotency_key, body.use_llm, rid)
         items = [ItemOut(**{k: v for k, v in i.items() if k in ItemOut.model_fields}) for i in turn.items
                  if "score" in i]
         return RecommendOut(request_id=turn.request_id or rid, session_id=turn.session_id, kind=turn.kind,

@@ -94,7 +94,8 @@ def openai_router(services: Services) -> APIRouter:
         last = next((m for m in reversed(body.messages) if m.role == "user"), None)
         if last is None:
             raise ApiError(422, "messages: no user message")
-        turn = run_turn(services, user, _text(last), _session(x_session_id, body.user), None, idempotency_key)
+        turn = run_turn(services, user, _text(last), _session(x_session_id, body.user), None, idempotency_key,
+                        request_id=request.state.request_id)
         created = int(time.time())
         if body.stream:
             return StreamingResponse(_chunks(turn, created), media_type="text/event-stream",

@@ -20,6 +20,7 @@ from agent.session import SessionError
 from loaders.schema import UnknownUser
 from tools.history import user_history
 from tools.scope import scope_for
+from web.prompt_lab_tab import build_prompt_lab_tab
 from web.services import Services
 from web.ui_render import (
     CARDS_CSS,
@@ -196,15 +197,6 @@ class ChatUI:
         yield conv.messages, skip, skip, skip, skip, conv
 
 
-def _prompt_lab(services: Services) -> None:
-    try:
-        from web.prompt_lab_tab import build_prompt_lab_tab
-    except ImportError as exc:
-        gr.Markdown(f"The prompt lab is not available in this build yet (`web/prompt_lab_tab.py`: {safe(exc)}).")
-        return
-    build_prompt_lab_tab(services)
-
-
 def build_ui(services: Services) -> gr.Blocks:
     handlers = ChatUI(services)
     persona = handlers.default_persona()
@@ -237,7 +229,7 @@ def build_ui(services: Services) -> gr.Blocks:
                                   lines=12, max_lines=30, elem_id="context")
                 raw = gr.JSON(label="Raw LLM calls (purpose, ok, latency, tokens, error, raw)", elem_id="raw-llm")
         with gr.Tab("Prompt lab"):
-            _prompt_lab(services)
+            build_prompt_lab_tab(services)
 
         picker.change(handlers.select_persona, inputs=picker,
                       outputs=[profile, chatbot, cards, info, context, raw, conv], api_name="select_persona")
