@@ -69,6 +69,12 @@ SIMILAR_TEXT = 0.5
 BOUGHT_TOGETHER = 0.1
 
 
+def _requested_first(tags: list[str], requested: list[str]) -> list[str]:
+    """The item's tags with the ones the user asked for first (explanations show only the first few)."""
+    wanted = {t.lower() for t in requested}
+    return sorted(tags, key=lambda t: t.lower() not in wanted)
+
+
 def _zscore(values: np.ndarray) -> np.ndarray:
     std = float(values.std())
     return (values - values.mean()) / std if std > 1e-9 else np.zeros_like(values)
@@ -194,5 +200,6 @@ class Recommender:
         )
         return Recommendation(rank=rank, item_id=str(record["item_id"]), title=str(record["title"]),
                               category=str(record["category"]), price=record["price"],  # type: ignore[arg-type]
-                              tags=list(record["tags"]), description=str(record["description"]),  # type: ignore[call-overload]
+                              tags=_requested_first(record["tags"], request.constraints.tags),  # type: ignore[arg-type]
+                              description=str(record["description"]),
                               score=round(final, 4), evidence=evidence)

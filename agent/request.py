@@ -48,11 +48,11 @@ class Constraints:
         met = []
         if self.category and stores.categories[item] == self.category.lower():
             met.append(f"category is {self.category}")
-        price = stores.prices[item]
+        price, cur = stores.prices[item], stores.dataset.currency
         if self.price_max is not None and not np.isnan(price) and price <= self.price_max:
-            met.append(f"price {price:.2f} is within the {self.price_max:g} limit")
+            met.append(f"price {cur}{price:.2f} is within your {cur}{self.price_max:g} limit")
         if self.price_min is not None and not np.isnan(price) and price >= self.price_min:
-            met.append(f"price {price:.2f} is at least {self.price_min:g}")
+            met.append(f"price {cur}{price:.2f} is at least {cur}{self.price_min:g}")
         tags = set(stores.tag_lists[item])
         met.extend(f"tagged '{t}'" for t in self.tags if t.lower() in tags)
         return met

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from agent.explain import evidence_text
 from agent.fusion import FusionModel
 from agent.request import Constraints, RecommendRequest
 from cli.main import main as cli
@@ -41,8 +42,21 @@ def test_recommendations_respect_constraints_and_exclusions(recommender):
         assert r.category == "books" and r.price <= 20
         assert r.item_id not in excluded
         assert "category is books" in r.evidence.constraints_met
+        assert f"price ${r.price:.2f} is within your $20 limit" in r.evidence.constraints_met
     bought = set(stores.item_ids[stores.positive[stores.user_idx("u0001")].indices])
     assert not bought & {r.item_id for r in result.items}
+
+
+def test_requested_tags_lead_the_shown_tags(recommender):
+    stores = recommender.stores
+    # a tag that is rarely first on an item, so the reordering is what puts it in front
+    later = [t for tags in stores.tag_lists for t in list(tags)[1:]]
+    tag = max(set(later), key=later.count)
+    result = recommender.recommend(RecommendRequest(user_id="u0001", k=5, constraints=Constraints(tags=[tag])))
+    assert result.items
+    for r in result.items:
+        assert r.tags[0] == tag and sorted(r.tags) == sorted(stores.tag_lists[stores.item_idx(r.item_id)])
+        assert tag in evidence_text(r)
 
 
 def test_evidence_is_true(recommender):
