@@ -49,7 +49,7 @@ def test_recommendations_respect_constraints_and_exclusions(recommender):
 
 def test_requested_tags_lead_the_shown_tags(recommender):
     stores = recommender.stores
-    # a tag that is rarely first on an item, so the reordering is what puts it in front
+    # the tag that most often stands after first place on an item, so the reordering is what puts it in front
     later = [t for tags in stores.tag_lists for t in list(tags)[1:]]
     tag = max(set(later), key=later.count)
     result = recommender.recommend(RecommendRequest(user_id="u0001", k=5, constraints=Constraints(tags=[tag])))
