@@ -35,12 +35,12 @@ test-fast: setup
 
 bench: bench-lastfm bench-llm bench-chat bench-load
 
-# One Last.fm run: every baseline, the fusion, and fusion+LLM (the local model on 100 test users).
+# One Last.fm run: every baseline, the fusion, its leave-one-source-out ablation, and fusion+LLM (the local model on 100 test users).
 bench-lastfm: setup
-	$(BIN)/fusionrec eval --data $(SHARED)/lastfm-hetrec2011 --llm local --llm-users 100 --json docs/benchmarks/eval-lastfm.json --out docs/benchmarks/lastfm
+	$(BIN)/fusionrec eval --data $(SHARED)/lastfm-hetrec2011 --ablation --llm local --llm-users 100 --json docs/benchmarks/eval-lastfm.json --out docs/benchmarks/lastfm
 
 bench-llm: setup
-	$(BIN)/fusionrec eval --data demo --llm local --json docs/benchmarks/eval-demo.json --out docs/benchmarks/demo
+	$(BIN)/fusionrec eval --data demo --ablation --llm local --json docs/benchmarks/eval-demo.json --out docs/benchmarks/demo
 
 bench-chat: setup
 	$(BIN)/python -m evals.chat_bench --conversations 50 --json docs/benchmarks/chat-bench.json

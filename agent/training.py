@@ -31,7 +31,7 @@ class Split:
     held: pd.DataFrame  # user_id, item_id
 
 
-def holdout(dataset: Dataset, fraction: float, seed: int, min_items: int = 5, recompute_tags: bool = True) -> Split:
+def holdout(dataset: Dataset, fraction: float, seed: int, min_items: int = 5) -> Split:
     pos = dataset.interactions[dataset.interactions["kind"].isin(dataset.positive_kinds)]
     pairs = pos[["user_id", "item_id"]].drop_duplicates().sort_values(["user_id", "item_id"]).reset_index(drop=True)
     rng = np.random.default_rng(seed)
@@ -40,14 +40,16 @@ def holdout(dataset: Dataset, fraction: float, seed: int, min_items: int = 5, re
     n = pairs.groupby("user_id", observed=True)["user_id"].transform("size")
     k = np.maximum(1, np.floor(n * fraction)).astype(int)
     held = pairs[(pairs["rank"] <= k) & (n >= min_items)][["user_id", "item_id"]].reset_index(drop=True)
-    return Split(train=dataset.without_pairs(held, recompute_tags), held=held)
+    return Split(train=dataset.without_pairs(held), held=held)
 
 
 def fusion_folds(dataset: Dataset, fraction: float, seed: int, folds: int, first: Split | None = None) -> list[Split]:
     """Holdout folds whose labels train the fusion: the first is the validation split proper; the others
-    hold out other random items (seeded) and keep item texts, so their embeddings are reused."""
+    hold out other random items (seeded). Every fold recomputes item tags without its held-out pairs: a
+    fold that kept them would train the fusion on content features that know the answer, which serving
+    never sees (only changed item texts are re-embedded, through the embedding cache)."""
     splits = [first or holdout(dataset, fraction, seed)]
-    splits += [holdout(dataset, fraction, seed + 100 + f, recompute_tags=False) for f in range(1, folds)]
+    splits += [holdout(dataset, fraction, seed + 100 + f) for f in range(1, folds)]
     return splits
 
 

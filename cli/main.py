@@ -88,7 +88,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     settings = _settings(args)
     dataset = load_dataset(settings.data, settings.demo_seed)
     embedder = MiniLMEmbeddingFunction(cache_path=str(settings.home / "embeddings.sqlite"))
-    run = run_eval(dataset, settings, embedder, quick=args.quick, max_users=args.max_users)
+    run = run_eval(dataset, settings, embedder, quick=args.quick, max_users=args.max_users,
+                   ablation=args.ablation)
     results = run.results
     if args.llm and args.llm != "off":
         from evals.llm_eval import run_llm_eval
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-users", type=int, help="evaluate on a seeded sample of test users")
     p.add_argument("--llm", choices=["off", "local", "hosted"], help="also evaluate fusion+LLM rerank")
     p.add_argument("--llm-users", type=int, default=200, help="users for the LLM rows (the LLM is slow)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also retrain the fusion without each source's evidence (one row per source)")
 
     from evals.prompt_lab.cli import add_prompts_parser
 

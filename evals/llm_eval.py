@@ -95,7 +95,7 @@ def run_llm_eval(run: EvalRun, llm_settings: LLMSettings, index_dir: Path, users
     if scores[best] <= fusion_val:
         best = 0.0
     log("blend weight on validation: " + ", ".join(f"w={w}: {scores[w]:.4f}" for w in WEIGHTS)
-        + f"  -> {best}" + ("  (the LLM lowers NDCG@10: weight 0)" if best == 0.0 else ""))
+        + f"  -> {best}" + (f"  ({_no_gain(scores, fusion_val)}: weight 0)" if best == 0.0 else ""))
     save_blend_weight(index_dir, llm.identity(), best, {
         "validation_ndcg": {str(w): round(v, 5) for w, v in scores.items()}, "validation_users": len(val),
         "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -153,3 +153,9 @@ def _final_checker(stores: Stores) -> GroundingChecker:
     attributes = set(stores.tag_vocab.tolist()) | set(stores.categories.tolist())
     return GroundingChecker(entities, currency=stores.dataset.currency, attributes=attributes)
 
+
+def _no_gain(scores: dict[float, float], fusion_val: float) -> str:
+    """Why the LLM gets no weight: it lowers NDCG@10 at some weight, or no weight changes it."""
+    if any(round(v, 6) < round(fusion_val, 6) for v in scores.values()):
+        return "the LLM lowers NDCG@10"
+    return "no weight changes NDCG@10"

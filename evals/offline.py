@@ -27,6 +27,7 @@ from agent.recommender import Recommender
 from agent.request import RecommendRequest
 from agent.settings import Settings
 from agent.training import Split, fold_rows, fusion_folds, holdout
+from evals.ablation import SOURCE_FEATURES, fusion_without
 from evals.baselines import Baseline, baseline_grids
 from evals.metrics import RankingMetrics, top_items
 from loaders.schema import Dataset
@@ -151,7 +152,7 @@ class EvalRun:
 
 
 def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunction, quick: bool = False,
-             max_users: int | None = None, log: Log = print) -> EvalRun:
+             max_users: int | None = None, log: Log = print, ablation: bool = False) -> EvalRun:
     seed = settings.sources.seed
     started = time.perf_counter()
     ctx = prepare(dataset, settings, embedder, log)
@@ -186,6 +187,15 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
                             "weights": dict(fusion.weight_table())}
     results.append(fusion_result)
     log(f"test fusion: NDCG@10 {fusion_result.metrics['ndcg@10']:.4f}  ({time.perf_counter() - started:.0f}s total)")
+    if ablation:
+        # Leave one source's evidence out: same rows, same learner, same TEST users (evals/ablation.py).
+        for source in SOURCE_FEATURES:
+            without = fusion_without(source, x, y, groups, fusion, seed)
+            row = evaluate_recommender(Recommender(ctx.train_full, models_full, without, tuned), relevant,
+                                       method=f"fusion-no-{source}")
+            row.extra = {"without": source}
+            results.append(row)
+            log(f"test fusion without {source}: NDCG@10 {row.metrics['ndcg@10']:.4f}")
     return EvalRun(ctx, tuned, fusion, results)
 
 
@@ -207,7 +217,7 @@ def evaluate_recommender(recommender: Recommender, relevant: dict[int, set[int]]
 def write_reports(results: list[MethodResult], json_path: Path | None, md_path: Path | None, png_path: Path | None,
                   title: str) -> str:
     rows = [r.row() for r in results]
-    baselines = [r for r in rows if r["method"] not in ("fusion", "fusion+llm")]
+    baselines = [r for r in rows if not str(r["method"]).startswith("fusion")]
     best = max(baselines, key=lambda r: r["ndcg@10"]) if baselines else None
     lines = [f"### {title}", "", "| method | HR@10 | NDCG@10 | Recall@20 | coverage | p50 ms | p95 ms |",
              "|---|---|---|---|---|---|---|"]
@@ -237,13 +247,17 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     metrics = ["hr@10", "ndcg@10", "recall@20"]
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))
     width = 0.8 / len(rows)
+    tab20 = list(plt.get_cmap("tab20")(np.arange(20)))
+    colors = tab20[::2] + tab20[1::2]  # ten distinct hues, then their light shades
     for k, row in enumerate(rows):
-        ax.bar(np.arange(len(metrics)) + k * width, [row[m] for m in metrics], width, label=row["method"])
+        ablated = str(row["method"]).startswith("fusion-no-")  # ablation rows: hatched, so colours stay distinct
+        ax.bar(np.arange(len(metrics)) + k * width, [row[m] for m in metrics], width, label=row["method"],
+               color=colors[k % len(colors)], hatch="//" if ablated else None, edgecolor="white" if ablated else None)
     ax.set_xticks(np.arange(len(metrics)) + width * (len(rows) - 1) / 2, metrics)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -98,17 +98,16 @@ class Dataset:
     tag_events: pd.DataFrame | None = None
     currency: str = ""
 
-    def without_pairs(self, pairs: pd.DataFrame, recompute_tags: bool = True) -> Dataset:
+    def without_pairs(self, pairs: pd.DataFrame) -> Dataset:
         """The dataset with every event of the given (user_id, item_id) pairs removed (evaluation holdout).
 
-        Item tags derived from tag events are recomputed, so no held-out event leaks through item text
-        (``recompute_tags=False`` keeps the item texts: only for extra folds that train fusion weights).
+        Item tags derived from tag events are recomputed, so no held-out event leaks through item text.
         """
         key = pd.MultiIndex.from_frame(pairs[["user_id", "item_id"]])
         keep = ~pd.MultiIndex.from_frame(self.interactions[["user_id", "item_id"]]).isin(key)
         interactions = self.interactions[keep].reset_index(drop=True)
         catalog, tag_events = self.catalog, self.tag_events
-        if tag_events is not None and recompute_tags:
+        if tag_events is not None:
             keep_t = ~pd.MultiIndex.from_frame(tag_events[["user_id", "item_id"]]).isin(key)
             tag_events = tag_events[keep_t].reset_index(drop=True)
             from loaders.tagging import apply_tag_events

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from cli.main import main as cli
+from evals.ablation import SOURCE_FEATURES, check_partition
 
 ROW_KEYS = {"method", "hr@10", "ndcg@10", "recall@20", "coverage", "p50_ms", "p95_ms"}
 LLM_KEYS = {"json_valid_rate", "fallback_rate", "invented_items", "ungrounded_explanations", "llm_p50_ms",
@@ -15,19 +16,32 @@ LLM_KEYS = {"json_valid_rate", "fallback_rate", "invented_items", "ungrounded_ex
 
 def test_eval_demo_rows_table_and_chart(demo_settings, tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli(["--home", str(demo_settings.home), "eval", "--data", "demo", "--quick",
+    code = cli(["--home", str(demo_settings.home), "eval", "--data", "demo", "--quick", "--ablation",
                 "--json", str(tmp_path / "eval.json"), "--out", str(out)])
     assert code == 0
     rows = json.loads((tmp_path / "eval.json").read_text())
     methods = [r["method"] for r in rows]
-    assert methods == ["popularity", "item-knn", "content", "social", "mf-als", "fusion"]
+    assert methods == ["popularity", "item-knn", "content", "social", "mf-als", "fusion",
+                       *(f"fusion-no-{s}" for s in SOURCE_FEATURES)]
     for row in rows:
         assert set(row) >= ROW_KEYS
         assert 0 <= row["ndcg@10"] <= row["hr@10"] <= 1 and row["p95_ms"] >= row["p50_ms"] >= 0
-    fusion = rows[-1]
-    assert fusion["ndcg@10"] > max(r["ndcg@10"] for r in rows[:-1])  # fusion ahead on the demo data
+    by_method = {r["method"]: r for r in rows}
+    fusion = by_method["fusion"]
+    assert fusion["ndcg@10"] > max(r["ndcg@10"] for r in rows[:5])  # fusion ahead on the demo data
+    # The ablation rows are scored on the same users; the demo's friends drive purchases, so hiding
+    # the friends' evidence from the ranker costs the most.
+    assert {r["users"] for r in rows} == {fusion["users"]}
+    no_social = by_method["fusion-no-social"]["ndcg@10"]
+    assert no_social < fusion["ndcg@10"] and no_social == min(by_method[f"fusion-no-{s}"]["ndcg@10"]
+                                                             for s in SOURCE_FEATURES)
     assert (out / "eval.md").read_text().count("|") > 20 and (out / "eval.png").stat().st_size > 1000
     assert "fusion NDCG@10 / best single baseline" in capsys.readouterr().out
+
+
+def test_ablation_assigns_every_fusion_feature_to_one_source():
+    check_partition()  # raises if a feature is missing from SOURCE_FEATURES or owned twice
+    assert set(SOURCE_FEATURES) == {"mf-als", "item-knn", "content", "social", "popularity"}
 
 
 @pytest.mark.slow
