@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fusionrec-installed
 SHARED ?= ../shared/data
 
-.PHONY: setup demo test test-fast browser bench bench-lastfm bench-llm bench-chat bench-load lint clean
+.PHONY: setup demo test test-fast browser bench bench-lastfm bench-probe bench-llm bench-chat bench-load lint clean
 
 setup: $(STAMP)
 
@@ -33,11 +33,15 @@ test: setup browser
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: bench-lastfm bench-llm bench-chat bench-load
+bench: bench-lastfm bench-probe bench-llm bench-chat bench-load
 
 # One Last.fm run: every baseline, the fusion, its leave-one-source-out ablation, and fusion+LLM (the local model on 100 test users).
 bench-lastfm: setup
 	$(BIN)/fusionrec eval --data $(SHARED)/lastfm-hetrec2011 --ablation --llm local --llm-users 100 --json docs/benchmarks/eval-lastfm.json --out docs/benchmarks/lastfm
+
+# Validation only: would user-kNN, RP3beta, EASE or the user's own tags improve the fusion? Reuses bench-lastfm's tuned sources.
+bench-probe: setup
+	$(BIN)/fusionrec probe-sources --data $(SHARED)/lastfm-hetrec2011 --sources-from docs/benchmarks/eval-lastfm.json --json docs/benchmarks/probe-lastfm.json --out docs/benchmarks/lastfm
 
 bench-llm: setup
 	$(BIN)/fusionrec eval --data demo --ablation --llm local --json docs/benchmarks/eval-demo.json --out docs/benchmarks/demo

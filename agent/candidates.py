@@ -111,16 +111,21 @@ def _rank_among(full: np.ndarray, allowed: np.ndarray, items: np.ndarray) -> np.
     return (len(ref) - np.searchsorted(ref, full[items], side="right")).astype(np.float64)
 
 
+def evidence_columns(full: np.ndarray, allowed: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+    """The five views of one source's dense scores for the candidates ``items``: raw, z-score over the
+    allowed items, share of the pool's best, 1/log2(2 + rank) and log(1 + rank) among the allowed items."""
+    values = full[items]
+    rank = _rank_among(full, allowed, items)
+    return [values, _z(full, allowed)[items], _norm(values), 1.0 / np.log2(2.0 + rank), np.log1p(rank)]
+
+
 def feature_matrix(s: SourceScores, items: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     cols = []
     z_of = {}
     for name in SCORED:
-        full = getattr(s, name)
-        z = _z(full, allowed)[items]
-        z_of[name] = z
-        values = full[items]
-        rank = _rank_among(full, allowed, items)
-        cols += [values, z, _norm(values), 1.0 / np.log2(2.0 + rank), np.log1p(rank)]
+        views = evidence_columns(getattr(s, name), allowed, items)
+        z_of[name] = views[1]
+        cols += views
     count = s.social_count[items]
     share = count / max(s.n_friends, 1)
     history = np.log1p(s.n_history)

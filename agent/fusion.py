@@ -61,7 +61,7 @@ class FusionModel:
         if model == "lambdarank":
             if groups is None:
                 raise ValueError("a ranker needs the user group of every row")
-            fitted.ranker = _fit_ranker(x, y, groups, seed)
+            fitted.ranker = fit_ranker(x, y, groups, seed)
         return fitted
 
     def logits(self, x: np.ndarray) -> np.ndarray:
@@ -107,7 +107,7 @@ class FusionModel:
         return cls.from_json(json.loads(path.read_text()))
 
 
-def _fit_ranker(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> Any:
+def fit_ranker(x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int) -> Any:
     import lightgbm as lgb
 
     order = np.argsort(groups, kind="stable")

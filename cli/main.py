@@ -1,4 +1,4 @@
-"""`fusionrec` subcommands: index, recommend, eval, prompts, serve. Wires flags to the settings object."""
+"""`fusionrec` subcommands: index, recommend, eval, probe-sources, prompts, serve. Wires flags to the settings object."""
 
 from __future__ import annotations
 
@@ -107,6 +107,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe_sources(args: argparse.Namespace) -> int:
+    from evals.source_probe import run_probe, write_probe_report
+    from loaders import load_dataset
+    from vectorstore.embeddings import MiniLMEmbeddingFunction
+
+    settings = _settings(args)
+    dataset = load_dataset(settings.data, settings.demo_seed)
+    embedder = MiniLMEmbeddingFunction(cache_path=str(settings.home / "embeddings.sqlite"))
+    tuned = None
+    if args.sources_from:
+        rows = json.loads(Path(args.sources_from).read_text())
+        fusion = next((r for r in rows if r.get("method") == "fusion"), None)
+        if fusion is None or "sources" not in fusion.get("params", {}):
+            print(f"error: {args.sources_from} has no fusion row with tuned source settings "
+                  "(write one with `fusionrec eval --json`)", file=sys.stderr)
+            return 2
+        tuned = fusion["params"]["sources"]
+    results = run_probe(dataset, settings, embedder, quick=args.quick, max_users=args.max_users,
+                        tuned_sources=tuned)
+    users = int(results[0].metrics.get("users", 0))
+    print(write_probe_report(results, Path(args.json) if args.json else None,
+                             Path(args.out) / "probe.md" if args.out else None,
+                             f"{dataset.name}: extra sources, VALIDATION split, {users} users"))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import app
 
@@ -151,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--llm-users", type=int, default=200, help="users for the LLM rows (the LLM is slow)")
     p.add_argument("--ablation", action="store_true",
                    help="also retrain the fusion without each source's evidence (one row per source)")
+
+    p = add("probe-sources", cmd_probe_sources,
+            "validation-only: would an extra source (user-kNN, RP3beta, EASE, user tags) improve the fusion?")
+    p.add_argument("--sources-from", help="an `fusionrec eval --json` file: reuse its tuned source settings")
+    p.add_argument("--json", help="write one row per method to this file")
+    p.add_argument("--out", help="folder for the markdown table (probe.md)")
+    p.add_argument("--quick", action="store_true", help="small grids (for smoke tests)")
+    p.add_argument("--max-users", type=int, help="score a seeded sample of validation users")
 
     from evals.prompt_lab.cli import add_prompts_parser
 

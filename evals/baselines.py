@@ -93,7 +93,7 @@ class ALSBaseline(Baseline):
         return self.model.score(user)
 
 
-def _grid(**axes: list[Any]) -> list[dict[str, Any]]:
+def param_grid(**axes: list[Any]) -> list[dict[str, Any]]:
     keys = list(axes)
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes.values())]
 
@@ -103,20 +103,20 @@ def baseline_grids(quick: bool = False) -> dict[str, tuple[type[Baseline], list[
     if quick:
         return {
             "popularity": (Popularity, [{}]),
-            "item-knn": (ItemKNNBaseline, _grid(neighbours=[50, 200], shrink=[0.0, 10.0])),
-            "content": (ContentBaseline, _grid(weighted=[True, False])),
-            "social": (SocialBaseline, _grid(weighted=[True, False], popularity_backoff=[0.0, 0.01])),
-            "mf-als": (ALSBaseline, _grid(factors=[16, 32], regularization=[0.1], alpha=[1.0, 2.0], weighting=["log"])
-                       + _grid(factors=[32], regularization=[10.0], alpha=[0.03], weighting=["bm25"])),
+            "item-knn": (ItemKNNBaseline, param_grid(neighbours=[50, 200], shrink=[0.0, 10.0])),
+            "content": (ContentBaseline, param_grid(weighted=[True, False])),
+            "social": (SocialBaseline, param_grid(weighted=[True, False], popularity_backoff=[0.0, 0.01])),
+            "mf-als": (ALSBaseline, param_grid(factors=[16, 32], regularization=[0.1], alpha=[1.0, 2.0], weighting=["log"])
+                       + param_grid(factors=[32], regularization=[10.0], alpha=[0.03], weighting=["bm25"])),
         }
     return {
         "popularity": (Popularity, [{}]),
-        "item-knn": (ItemKNNBaseline, _grid(neighbours=[25, 50, 100, 200, 400], shrink=[0.0, 5.0, 20.0, 50.0])),
-        "content": (ContentBaseline, _grid(weighted=[True, False])),
-        "social": (SocialBaseline, _grid(weighted=[True, False], popularity_backoff=[0.0, 0.01, 0.1])),
+        "item-knn": (ItemKNNBaseline, param_grid(neighbours=[25, 50, 100, 200, 400], shrink=[0.0, 5.0, 20.0, 50.0])),
+        "content": (ContentBaseline, param_grid(weighted=[True, False])),
+        "social": (SocialBaseline, param_grid(weighted=[True, False], popularity_backoff=[0.0, 0.01, 0.1])),
         # Both weightings, each with alphas on its own scale (BM25 values are much larger than log1p counts).
-        "mf-als": (ALSBaseline, _grid(factors=[16, 24, 48, 64], regularization=[0.1, 1.0, 10.0],
+        "mf-als": (ALSBaseline, param_grid(factors=[16, 24, 48, 64], regularization=[0.1, 1.0, 10.0],
                                       alpha=[1.0, 2.0, 4.0], weighting=["log"])
-                   + _grid(factors=[48, 64, 96, 128], regularization=[10.0, 20.0, 50.0], alpha=[0.03, 0.1, 0.3, 1.0],
+                   + param_grid(factors=[48, 64, 96, 128], regularization=[10.0, 20.0, 50.0], alpha=[0.03, 0.1, 0.3, 1.0],
                            weighting=["bm25"])),
     }
