@@ -55,6 +55,17 @@ def _row_normalised(m: sp.csr_matrix, norm: str) -> sp.csr_matrix:
     return (sp.diags(inv) @ m).tocsr()
 
 
+def _off_diagonal(m: sp.spmatrix) -> sp.csr_matrix:
+    out = sp.csr_matrix(m)
+    out.setdiag(0)
+    out.eliminate_zeros()
+    return out
+
+
+def _dense(row: sp.spmatrix) -> np.ndarray:
+    return np.asarray(row.todense()).ravel()
+
+
 class UserKNN(ExtraSource):
     """Cosine similarity between users' interaction sets (all kinds, like ALS and item-kNN); a user's score is the similarity-weighted sum of
     the k nearest users' items."""
@@ -64,15 +75,12 @@ class UserKNN(ExtraSource):
     def fit(self, stores: Stores) -> UserKNN:
         x = _binary(stores.feedback)
         xn = _row_normalised(x, "l2")
-        sim = (xn @ xn.T).tocsr()
-        sim.setdiag(0)
-        sim.eliminate_zeros()
-        self.neighbours = prune_columns(sim, int(self.params["k"]))
+        self.neighbours = prune_columns(_off_diagonal(xn @ xn.T), int(self.params["k"]))
         self.x = x
         return self
 
     def score(self, user: int) -> np.ndarray:
-        return np.asarray((self.neighbours[user] @ self.x).todense()).ravel()
+        return _dense(self.neighbours[user] @ self.x)
 
 
 class RP3Beta(ExtraSource):
@@ -85,9 +93,7 @@ class RP3Beta(ExtraSource):
         x = _binary(stores.feedback)
         p_ui = _row_normalised(x, "l1")
         p_iu = _row_normalised(x.T.tocsr(), "l1")
-        w = (p_iu @ p_ui).tocsr()
-        w.setdiag(0)
-        w.eliminate_zeros()
+        w = _off_diagonal(p_iu @ p_ui)
         pop = np.asarray(x.sum(axis=0)).ravel()
         penalty = np.divide(1.0, pop ** float(self.params["beta"]), out=np.zeros_like(pop), where=pop > 0)
         w = (w @ sp.diags(penalty)).tocsr()
@@ -96,7 +102,7 @@ class RP3Beta(ExtraSource):
         return self
 
     def score(self, user: int) -> np.ndarray:
-        return np.asarray((self.p_ui[user] @ self.walk).todense()).ravel()
+        return _dense(self.p_ui[user] @ self.walk)
 
 
 class EASE(ExtraSource):
@@ -155,7 +161,7 @@ class UserTags(ExtraSource):
         return self
 
     def score(self, user: int) -> np.ndarray:
-        return np.asarray((self.users[user] @ self.items_t).todense()).ravel()
+        return _dense(self.users[user] @ self.items_t)
 
 
 def _tfidf(counts: sp.csr_matrix) -> sp.csr_matrix:
