@@ -80,14 +80,20 @@ def settings_currency(recommender: Any) -> str:
     return str(recommender.stores.dataset.currency or "")
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from evals.offline import run_eval, write_reports
+def _benchmark_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """Settings, the named dataset and the cached embedder: what `eval` and `probe-sources` start from."""
     from loaders import load_dataset
     from vectorstore.embeddings import MiniLMEmbeddingFunction
 
     settings = _settings(args)
     dataset = load_dataset(settings.data, settings.demo_seed)
-    embedder = MiniLMEmbeddingFunction(cache_path=str(settings.home / "embeddings.sqlite"))
+    return settings, dataset, MiniLMEmbeddingFunction(cache_path=str(settings.home / "embeddings.sqlite"))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evals.offline import run_eval, write_reports
+
+    settings, dataset, embedder = _benchmark_inputs(args)
     run = run_eval(dataset, settings, embedder, quick=args.quick, max_users=args.max_users,
                    ablation=args.ablation)
     results = run.results
@@ -109,12 +115,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_probe_sources(args: argparse.Namespace) -> int:
     from evals.source_probe import run_probe, write_probe_report
-    from loaders import load_dataset
-    from vectorstore.embeddings import MiniLMEmbeddingFunction
 
-    settings = _settings(args)
-    dataset = load_dataset(settings.data, settings.demo_seed)
-    embedder = MiniLMEmbeddingFunction(cache_path=str(settings.home / "embeddings.sqlite"))
+    settings, dataset, embedder = _benchmark_inputs(args)
     tuned = None
     if args.sources_from:
         rows = json.loads(Path(args.sources_from).read_text())

@@ -116,7 +116,7 @@ def baseline_grids(quick: bool = False) -> dict[str, tuple[type[Baseline], list[
         "social": (SocialBaseline, param_grid(weighted=[True, False], popularity_backoff=[0.0, 0.01, 0.1])),
         # Both weightings, each with alphas on its own scale (BM25 values are much larger than log1p counts).
         "mf-als": (ALSBaseline, param_grid(factors=[16, 24, 48, 64], regularization=[0.1, 1.0, 10.0],
-                                      alpha=[1.0, 2.0, 4.0], weighting=["log"])
+                                           alpha=[1.0, 2.0, 4.0], weighting=["log"])
                    + param_grid(factors=[48, 64, 96, 128], regularization=[10.0, 20.0, 50.0], alpha=[0.03, 0.1, 0.3, 1.0],
-                           weighting=["bm25"])),
+                                weighting=["bm25"])),
     }

@@ -9,30 +9,23 @@ its cost in the product (see README, "Benchmarks").
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from evals.baselines import param_grid
+from evals.baselines import Baseline, param_grid
 from retrieval.itemknn import prune_columns
 from tools.stores import Stores
 
 
-class ExtraSource(ABC):
-    name: str
-
-    def __init__(self, **params: Any):
-        self.params = params
+class ExtraSource(Baseline):
+    """A baseline (tuned by the same `tune_baselines`) that needs no item embeddings."""
 
     @abstractmethod
-    def fit(self, stores: Stores) -> ExtraSource: ...
-
-    @abstractmethod
-    def score(self, user: int) -> np.ndarray:
-        """Scores over the whole catalog for one user (higher is better)."""
+    def fit(self, stores: Stores, embeddings: np.ndarray | None = None) -> ExtraSource: ...
 
     @classmethod
     def available(cls, stores: Stores) -> bool:
@@ -70,9 +63,8 @@ class UserKNN(ExtraSource):
     """Cosine similarity between users' interaction sets (all kinds, like ALS and item-kNN); a user's score is the similarity-weighted sum of
     the k nearest users' items."""
 
-    name = "user-knn"
 
-    def fit(self, stores: Stores) -> UserKNN:
+    def fit(self, stores: Stores, embeddings: np.ndarray | None = None) -> UserKNN:
         x = _binary(stores.feedback)
         xn = _row_normalised(x, "l2")
         self.neighbours = prune_columns(_off_diagonal(xn @ xn.T), int(self.params["k"]))
@@ -87,9 +79,8 @@ class RP3Beta(ExtraSource):
     """Three-step random walk user -> item -> user -> item, item j's arrival probability divided by
     popularity(j)^beta, top-k per item (Paudel et al., 2016)."""
 
-    name = "rp3beta"
 
-    def fit(self, stores: Stores) -> RP3Beta:
+    def fit(self, stores: Stores, embeddings: np.ndarray | None = None) -> RP3Beta:
         x = _binary(stores.feedback)
         p_ui = _row_normalised(x, "l1")
         p_iu = _row_normalised(x.T.tocsr(), "l1")
@@ -109,9 +100,8 @@ class EASE(ExtraSource):
     """Closed-form linear item-item model B = I - P / diag(P), P = (X'X + lambda I)^-1 (Steck, 2019),
     over the ``max_items`` most popular items (dense: max_items^2 floats)."""
 
-    name = "ease"
 
-    def fit(self, stores: Stores) -> EASE:
+    def fit(self, stores: Stores, embeddings: np.ndarray | None = None) -> EASE:
         x = _binary(stores.feedback)
         pop = np.asarray(x.sum(axis=0)).ravel()
         keep = np.flatnonzero(pop >= 2)  # an item seen once cannot co-occur with itself elsewhere
@@ -139,14 +129,13 @@ class UserTags(ExtraSource):
     """TF-IDF cosine between the tags the user applied (tag events) and the tags others applied to
     each item. Only for data with tag events (Last.fm)."""
 
-    name = "user-tags"
 
     @classmethod
     def available(cls, stores: Stores) -> bool:
         events = stores.dataset.tag_events
         return events is not None and not events.empty
 
-    def fit(self, stores: Stores) -> UserTags:
+    def fit(self, stores: Stores, embeddings: np.ndarray | None = None) -> UserTags:
         events = stores.dataset.tag_events
         assert events is not None
         events = events[events["user_id"].astype(str).isin(stores.user_index)

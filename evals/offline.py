@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,12 +115,14 @@ def prepare(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunct
                        test_split.train)
 
 
-def tune_baselines(ctx: EvalContext, quick: bool, max_users: int | None, seed: int,
-                   log: Log) -> dict[str, tuple[type[Baseline], dict[str, Any], float]]:
+def tune_baselines(ctx: EvalContext, quick: bool, max_users: int | None, seed: int, log: Log,
+                   grids: Mapping[str, tuple[type[Baseline], list[dict[str, Any]]]] | None = None
+                   ) -> dict[str, tuple[type[Baseline], dict[str, Any], float]]:
+    """Each method's best setting on VALIDATION (models fit on TRAIN); ``grids`` defaults to the baselines'."""
     emb = ctx.embed(ctx.train)
     relevant = relevant_sets(ctx.train, ctx.validation, max_users, seed)
     best: dict[str, tuple[type[Baseline], dict[str, Any], float]] = {}
-    for name, (cls, grid) in baseline_grids(quick).items():
+    for name, (cls, grid) in (baseline_grids(quick) if grids is None else grids).items():
         for params in grid:
             result = score_method(cls(name, dict(params)).fit(ctx.train, emb), ctx.train, relevant)
             if name not in best or result["ndcg@10"] > best[name][2]:

@@ -28,6 +28,7 @@ from agent.fusion import FusionModel, fit_ranker
 from agent.request import RecommendRequest
 from agent.settings import Settings
 from agent.training import fusion_folds
+from evals.baselines import Baseline
 from evals.extra_sources import ExtraSource, extra_source_grids
 from evals.metrics import RankingMetrics, top_items
 from evals.offline import (
@@ -56,16 +57,18 @@ class PoolRows:
     extra: dict[str, np.ndarray]
 
 
-def pool_rows(stores: Stores, models: SourceModels, extras: dict[str, ExtraSource], user: int,
+def pool_rows(stores: Stores, models: SourceModels, extra_scores: dict[str, np.ndarray], user: int,
               per_source: int) -> PoolRows:
+    """The user's pool (shipped sources plus every extra source's top items) and its evidence columns;
+    ``extra_scores`` holds each extra source's scores over the whole catalog for this user."""
     scope = scope_for(stores, str(stores.user_ids[user]))
     request = RecommendRequest(user_id=scope.user_id, exclude_seen="all")
     allowed = allowed_mask(scope, request)
-    full = {name: source.score(user) for name, source in extras.items()}
-    joined = [top_n(scores, allowed, per_source) for scores in full.values()]
+    joined = [top_n(scores, allowed, per_source) for scores in extra_scores.values()]
     pool = build_pool(scope, models, request, per_source,
                       extra_items=np.unique(np.concatenate(joined)).tolist() if joined else None)
-    views = {name: np.column_stack(evidence_columns(scores, allowed, pool.items)) for name, scores in full.items()}
+    views = {name: np.column_stack(evidence_columns(scores, allowed, pool.items))
+             for name, scores in extra_scores.items()}
     return PoolRows(pool.items, pool.features, views)
 
 
@@ -77,31 +80,25 @@ def variant_matrix(rows: PoolRows, variant: str) -> np.ndarray:
 
 
 def tune_extras(ctx: EvalContext, quick: bool, max_users: int | None, seed: int, log: Log
-                ) -> dict[str, tuple[type[ExtraSource], dict[str, Any], float]]:
-    relevant = relevant_sets(ctx.train, ctx.validation, max_users, seed)
-    best: dict[str, tuple[type[ExtraSource], dict[str, Any], float]] = {}
+                ) -> dict[str, tuple[type[Baseline], dict[str, Any], float]]:
+    """The extra sources that this data supports, tuned alone on VALIDATION like every baseline."""
+    grids = {}
     for name, (cls, grid) in extra_source_grids(quick).items():
-        if not cls.available(ctx.train):
+        if cls.available(ctx.train):
+            grids[name] = (cls, grid)
+        else:
             log(f"{name}: not available on this data (no tag events); skipped")
-            continue
-        for params in grid:
-            source = cls(**params).fit(ctx.train)
-            metrics = RankingMetrics()
-            for user, items in relevant.items():
-                metrics.add(top_items(source.score(user), ctx.train.feedback[user].indices, 20), items)
-            ndcg = metrics.summary(ctx.train.n_items)["ndcg@10"]
-            if name not in best or ndcg > best[name][2]:
-                best[name] = (cls, dict(params), ndcg)
-        log(f"tuned {name}: {best[name][1]} validation NDCG@10 {best[name][2]:.4f} ({len(grid)} settings)")
-    return best
+    return tune_baselines(ctx, quick, max_users, seed, log, grids)
 
 
-def fit_extras(stores: Stores, best: dict[str, tuple[type[ExtraSource], dict[str, Any], float]]
+def fit_extras(stores: Stores, best: dict[str, tuple[type[Baseline], dict[str, Any], float]]
                ) -> tuple[dict[str, ExtraSource], dict[str, float]]:
     sources, seconds = {}, {}
     for name, (cls, params, _) in best.items():
         t = time.perf_counter()
-        sources[name] = cls(**params).fit(stores)
+        source = cls(name, dict(params))
+        assert isinstance(source, ExtraSource), "tune_extras tunes extra sources only"
+        sources[name] = source.fit(stores)
         seconds[name] = time.perf_counter() - t
     return sources, seconds
 
@@ -132,7 +129,7 @@ def run_probe(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFun
         models = SourceModels.fit(stores, tuned.sources, ctx.embed(stores))
         extras, _ = fit_extras(stores, best)
         for user, targets in relevant_sets(stores, split.held, None, seed).items():
-            r = pool_rows(stores, models, extras, user, per_source)
+            r = pool_rows(stores, models, {n: e.score(user) for n, e in extras.items()}, user, per_source)
             rows.append(r)
             labels.append(np.isin(r.items, list(targets)))
             groups.append(np.full(len(r.items), len(groups)))  # one group per (fold, user)
@@ -153,12 +150,13 @@ def run_probe(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFun
     for user, items in relevant.items():
         seen = stores.feedback[user].indices
         alone["mf-als"].add(top_items(models.mf.score(user), seen, 20), items)
+        extra_scores = {}
         for name, source in extras.items():
             t = time.perf_counter()
-            scores = source.score(user)
+            extra_scores[name] = source.score(user)
             score_ms[name].append((time.perf_counter() - t) * 1000)
-            alone[name].add(top_items(scores, seen, 20), items)
-        r = pool_rows(stores, models, extras, user, per_source)
+            alone[name].add(top_items(extra_scores[name], seen, 20), items)
+        r = pool_rows(stores, models, extra_scores, user, per_source)
         pool_sizes.append(len(r.items))
         for v in variants:
             score = rankers[v](variant_matrix(r, v))
@@ -183,8 +181,7 @@ def _fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: Settings,
     if settings.fusion.model == "lambdarank":
         booster = fit_ranker(x, y, groups, seed)
         return lambda m: np.asarray(booster.predict(m, num_threads=1), dtype=np.float64)
-    model = FusionModel.fit(x, y, settings.fusion.regularization_c, seed=seed)
-    return lambda m: ((m - model.mean) / model.scale) @ model.weights + model.bias
+    return FusionModel.fit(x, y, settings.fusion.regularization_c, seed=seed).logits
 
 
 def write_probe_report(results: list[MethodResult], path: Path | None, md_path: Path | None, title: str) -> str:

@@ -37,7 +37,7 @@ def test_rp3beta_is_the_popularity_penalised_three_step_walk(demo_stores):
     np.fill_diagonal(walk, 0.0)
     pop = x.sum(0)
     walk = walk / np.where(pop > 0, pop, 1.0) ** 0.5
-    source = RP3Beta(beta=0.5, k=demo_stores.n_items).fit(demo_stores)  # k = every item: no pruning
+    source = RP3Beta("rp3beta", {"beta": 0.5, "k": demo_stores.n_items}).fit(demo_stores)  # k = every item: no pruning
     for user in _some_users(demo_stores):
         np.testing.assert_allclose(source.score(user), p_ui[user] @ walk, rtol=1e-9, atol=1e-12)
 
@@ -47,10 +47,10 @@ def test_user_knn_sums_the_nearest_users_by_cosine(demo_stores):
     unit = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     sim = unit @ unit.T
     np.fill_diagonal(sim, 0.0)
-    full = UserKNN(k=demo_stores.n_users).fit(demo_stores)
+    full = UserKNN("user-knn", {"k": demo_stores.n_users}).fit(demo_stores)
     for user in _some_users(demo_stores):
         np.testing.assert_allclose(full.score(user), sim[user] @ x, rtol=1e-9, atol=1e-12)
-    pruned = UserKNN(k=5).fit(demo_stores)
+    pruned = UserKNN("user-knn", {"k": 5}).fit(demo_stores)
     assert np.diff(pruned.neighbours.indptr).max() <= 5
 
 
@@ -58,7 +58,7 @@ def test_ease_weights_solve_the_constrained_least_squares(demo_stores):
     """Optimality of B for min ||X - XB||^2 + lambda ||B||^2 subject to diag(B) = 0: the gradient
     (G + lambda I) B - G is zero off the diagonal (the diagonal holds the Lagrange multipliers)."""
     lam = 50.0
-    source = EASE(**{"lambda": lam}).fit(demo_stores)
+    source = EASE("ease", {"lambda": lam}).fit(demo_stores)
     x = _dense_binary(demo_stores)[:, source.keep]
     gram = x.T @ x
     b = source.b.astype(np.float64)
@@ -80,7 +80,7 @@ def test_user_tags_score_the_items_that_share_the_users_tags(lastfm_slice):
 
     stores = build_stores(load_lastfm(lastfm_slice))
     assert UserTags.available(stores)
-    source = UserTags().fit(stores)
+    source = UserTags("user-tags").fit(stores)
     events = stores.dataset.tag_events
     tags_of_item = events.groupby("item_id", observed=True)["tag"].agg(set)
     for user_id in sorted(events["user_id"].astype(str).unique())[:8]:
@@ -98,10 +98,11 @@ def test_probe_pool_holds_every_sources_top_items_and_no_seen_item(demo_stores):
     settings = Settings()
     emb = np.random.default_rng(0).normal(size=(demo_stores.n_items, 8)).astype(np.float32)
     models = SourceModels.fit(demo_stores, settings.sources, emb)
-    extras = {"rp3beta": RP3Beta(beta=0.3, k=100).fit(demo_stores), "user-knn": UserKNN(k=20).fit(demo_stores)}
+    extras = {"rp3beta": RP3Beta("rp3beta", {"beta": 0.3, "k": 100}).fit(demo_stores),
+              "user-knn": UserKNN("user-knn", {"k": 20}).fit(demo_stores)}
     per_source = 15
     for user in _some_users(demo_stores, 5):
-        rows = pool_rows(demo_stores, models, extras, user, per_source)
+        rows = pool_rows(demo_stores, models, {n: e.score(user) for n, e in extras.items()}, user, per_source)
         scope = scope_for(demo_stores, str(demo_stores.user_ids[user]))
         allowed = allowed_mask(scope, RecommendRequest(user_id=scope.user_id, exclude_seen="all"))
         for source in extras.values():
