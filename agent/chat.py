@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from agent.intent import Intent, IntentParser
 from agent.llm import LLM
 from agent.llm_stage import LLMStage
@@ -114,8 +116,10 @@ class ChatAgent:
         intent_llm = use_llm and self.llm is not None and self.settings.llm.intent_with_llm
         intent = self.parser.parse(message, use_llm=intent_llm, budget_s=self.settings.api.turn_deadline_s / 3)
         emit("intent", intent.summary())
+        available = np.ones(self.recommender.stores.n_items, bool)
+        available[scope.own_positive().indices] = False  # what the user already has is never shown
         plan = plan_turn(intent, session.state, user_id, self.recommender.stores,
-                         k or self.settings.api.default_k, self.settings.api.max_k)
+                         k or self.settings.api.default_k, self.settings.api.max_k, available=available)
         tools = build_toolkit(scope, self.recommender, self.settings.privacy.friends_detail == "names")
         calls = plan.calls
         if plan.kind == "recommend" and use_llm and self.settings.llm.tool_choice == "model" \

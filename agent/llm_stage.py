@@ -109,7 +109,7 @@ class LLMStage:
         deadline = deadline or started + self.settings.api.turn_deadline_s
         scope = scope or self.recommender.scope(request.user_id)
         wide = max(request.k, self.settings.llm.rerank_candidates)
-        fused = self.recommender.recommend(replace(request, k=wide), scope=scope)
+        fused = self.recommender.recommend(replace(request, k=wide), scope=scope, wanted=request.k)
         timings = {"fusion_ms": fused.timings_ms.get("total_ms", 0.0)}
         weight = self.weight if weight is None else weight
         candidates = fused.items

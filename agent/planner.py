@@ -64,8 +64,26 @@ def merge_constraints(old: Constraints, new: Constraints) -> Constraints:
     return merged
 
 
+def cheaper_cap(shown_prices: list[float], candidates: np.ndarray, k: int,
+                current_max: float | None) -> float:
+    """The price cap of "cheaper" after a list: 90% of the list's median price, raised (never above
+    the most expensive item shown, never above the user's own cap) until ``k`` candidates fit under it.
+
+    ``candidates`` are the prices of the items that could be shown (constraints met, not owned, not
+    rejected). How many of them sit just under the median depends on which items the previous list
+    held, so a fixed fraction alone would make the size of the answer hang on ranking details.
+    """
+    limit = min(max(shown_prices), current_max if current_max is not None else float("inf"))
+    cap = round(0.9 * min(median(shown_prices), limit), 2)
+    below = np.sort(candidates[candidates < limit])
+    if below.size and int((below <= cap).sum()) < k:
+        cap = max(cap, float(below[min(k, below.size) - 1]))
+    return cap
+
+
 def plan_turn(intent: Intent, state: SessionState, user_id: str, stores: Stores, default_k: int,
-              max_k: int, reset: bool = False) -> Plan:
+              max_k: int, reset: bool = False, available: np.ndarray | None = None) -> Plan:
+    """``available``: mask of the items this user could be shown (not already owned); None = all."""
     new_state = SessionState.from_json(state.to_json())  # a copy; the store commits it with the turn
     if intent.out_of_scope:
         return Plan("refuse", state=new_state)
@@ -88,15 +106,21 @@ def plan_turn(intent: Intent, state: SessionState, user_id: str, stores: Stores,
     constraints = Constraints() if reset or (topic_change and not intent.refinements) else old
     constraints = merge_constraints(constraints, intent.constraints)
     like_items = list(intent.mentioned_items)
+    k = max(1, min(intent.count or default_k, max_k))
     prices = [float(p) for p in (stores.prices[stores.item_index[i]] for i in state.last_list if i in stores.item_index)
               if p == p]
     for ref in intent.refinements:
         kind, _, arg = ref.partition(":")
         if kind == "cheaper":
             if prices:
-                cap = round(0.9 * min(median(prices), constraints.price_max or float("inf")), 2)
+                open_items = constraints.mask(stores) & (available if available is not None else True)
+                for item in [*state.rejected, *intent.exclude_items]:
+                    if item in stores.item_index:
+                        open_items[stores.item_index[item]] = False
+                candidates = stores.prices[open_items]
+                cap = cheaper_cap(prices, candidates[~np.isnan(candidates)], k, constraints.price_max)
                 constraints.price_max = cap
-                notes.append(f"looking below {stores.dataset.currency}{cap:g}")
+                notes.append(f"cheaper: {stores.dataset.currency}{cap:g} or less")
             else:
                 known = stores.prices[constraints.mask(stores)]
                 known = known[~np.isnan(known)]
@@ -123,7 +147,6 @@ def plan_turn(intent: Intent, state: SessionState, user_id: str, stores: Stores,
     preferences = intent.preferences or ("" if intent.constraints != Constraints() else state.preferences)
     new_state.preferences = preferences
     new_state.constraints = constraints.to_dict()
-    k = max(1, min(intent.count or default_k, max_k))
     exclude = list(dict.fromkeys(new_state.rejected + like_items))
     request = RecommendRequest(user_id=user_id, k=k, query=preferences or None, constraints=constraints,
                                exclude_items=exclude, like_items=like_items,

@@ -107,7 +107,10 @@ class Recommender:
         hits = self.vector_store.query(self.collection, embedding=vector, n=n, where=where)
         return [self.stores.item_index[h.item_id] for h in hits if h.item_id in self.stores.item_index]
 
-    def recommend(self, request: RecommendRequest, scope: UserScope | None = None) -> RecommendationList:
+    def recommend(self, request: RecommendRequest, scope: UserScope | None = None,
+                  wanted: int | None = None) -> RecommendationList:
+        """``request.k`` items; ``wanted`` (default ``request.k``) is how many the caller will show, which is
+        what the "only N items" note compares with (the LLM stage asks for more to rerank)."""
         started = time.perf_counter()
         scope = scope or self.scope(request.user_id)
         timings: dict[str, float] = {}
@@ -134,7 +137,7 @@ class Recommender:
                     final = final + self.settings.fusion.query_weight * _zscore(signal)
         order = np.lexsort((pool.items, -final))
         notes = []
-        if len(pool.items) < request.k:
+        if len(pool.items) < (wanted or request.k):
             notes.append(f"only {len(pool.items)} items meet the constraints")
         friends = self._friends_who_bought(scope, request)
         top = order[: request.k]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -18,6 +20,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(proc: subprocess.Popen[Any], grace_s: float = 10.0) -> int | None:
+    """End a server process without ever raising: terminate, wait up to ``grace_s``, then kill.
+
+    A server busy with a request (llama.cpp generating, uvicorn draining) may not exit on SIGTERM in
+    time on a loaded machine; the caller's test has already passed or failed by then, so teardown
+    must not turn that into an error. Returns the exit code (None if it could not be reaped).
+    """
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        try:
+            return proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+    try:
+        return proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 class AppProcess:
@@ -55,11 +78,8 @@ class AppProcess:
         return self.home / "sessions" / f"{dataset}.sqlite"
 
     def stop(self, kill: bool = False) -> None:
-        """Terminate (or kill, to simulate a crash) and wait for the process to end."""
-        if self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+        """Terminate (or kill, to simulate a crash) and wait for the process to end; never raises."""
+        if kill and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
-                self.proc.wait(timeout=30)
+        stop_process(self.proc)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.app_process import AppProcess, free_port  # noqa: F401  (free_port: used by test modules)
+from evals.app_process import AppProcess, free_port, stop_process  # noqa: F401  (used by test modules)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -18,6 +18,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("FUSIONREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
 LASTFM = SHARED_DATA / "lastfm-hetrec2011"
+# One generous bound for every test call into a real model (local llama.cpp or a loopback server): on a
+# busy 2-core machine a 135M model's answer can take many times its usual 2-3 s.
+LLM_TIMEOUT_S = float(os.environ.get("FUSIONREC_TEST_LLM_TIMEOUT_S", "180"))
 
 
 @pytest.fixture(scope="session")

@@ -96,3 +96,32 @@ def test_idempotency_key_stores_one_turn(agent):
     b = agent.turn("u0006", "running shoes", session_id=a.session_id, idempotency_key="k-1")
     assert b.replayed and [i["item_id"] for i in a.items] == [i["item_id"] for i in b.items]
     assert agent.sessions.count_turns(a.session_id) == 1
+
+
+@pytest.mark.parametrize("earlier", ["cheapest", "dearest", "mixed"])
+def test_cheaper_fills_the_answer_whatever_the_earlier_list_held(recommender, earlier):
+    """The size of a "cheaper" answer must not hang on which items the earlier list happened to hold
+    (that differs across machines): the cap rises, staying below the earlier list's dearest item,
+    until k open items fit under it."""
+    import numpy as np
+
+    from agent.intent import Intent
+    from agent.planner import plan_turn
+    from agent.request import Constraints
+    from agent.session import SessionState
+
+    stores = recommender.stores
+    yoga = [i for i in np.flatnonzero(stores.has_tag("yoga") & (stores.prices <= 60))]
+    yoga.sort(key=lambda i: (stores.prices[i], i))
+    shown = {"cheapest": yoga[:5], "dearest": yoga[-5:], "mixed": yoga[::4][:5]}[earlier]
+    state = SessionState(last_list=[str(stores.item_ids[i]) for i in shown], rejected=[str(stores.item_ids[yoga[1]])],
+                         constraints=Constraints(tags=["yoga"], price_max=60).to_dict())
+    intent = Intent(refinements=["cheaper"])
+    plan = plan_turn(intent, state, "u0123", stores, 5, 50)
+    cap = plan.request.constraints.price_max
+    dearest = max(float(stores.prices[i]) for i in shown)
+    assert cap < dearest and plan.request.constraints.tags == ["yoga"]
+    rejected = stores.item_index[state.rejected[0]]
+    cheaper = [i for i in yoga if stores.prices[i] < dearest and i != rejected]
+    fitting = [i for i in cheaper if stores.prices[i] <= cap]
+    assert len(fitting) >= min(5, len(cheaper))

@@ -21,14 +21,14 @@ from agent.prompts import load_prompt_set
 from agent.request import Constraints, RecommendRequest
 from agent.rerank import ranking_schema
 from agent.settings import LLMSettings
-from tests.conftest import free_port
+from tests.conftest import LLM_TIMEOUT_S, free_port, stop_process
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def local_llm():
-    return LocalLLM(LLMSettings(backend="local", n_ctx=2048, timeout_s=60))
+    return LocalLLM(LLMSettings(backend="local", n_ctx=2048, timeout_s=LLM_TIMEOUT_S))
 
 
 def stage(recommender, settings, llm, **llm_overrides):
@@ -88,12 +88,11 @@ def llama_server():
         proc.kill()
         pytest.fail("llama_cpp.server did not start")
     yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_process(proc)  # it may still be generating for a request the client gave up on
 
 
 def test_hosted_backend_against_real_server(llama_server, recommender, demo_settings):
-    llm = HostedLLM(LLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=60))
+    llm = HostedLLM(LLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=LLM_TIMEOUT_S))
     ids = ["p0010", "p0020", "p0030", "p0040"]
     out = llm.chat([{"role": "user", "content": "Rank: " + ", ".join(ids)}], schema=ranking_schema(ids, 2))
     assert set(json.loads(out.text)["ranking"]) <= set(ids)
@@ -163,7 +162,7 @@ def test_tool_choice_by_model_or_plan_fallback(llama_server, recommender, demo_s
     from agent.chat import ChatAgent
     from agent.session import SessionStore
 
-    llm_settings = LLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=60,
+    llm_settings = LLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=LLM_TIMEOUT_S,
                                tool_choice="model")
     settings = demo_settings.model_copy(update={"llm": llm_settings})
     agent = ChatAgent(recommender, HostedLLM(llm_settings), load_prompt_set(settings.prompts_dir), settings,

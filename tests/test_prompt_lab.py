@@ -144,6 +144,20 @@ def test_checker_catches_every_must_hold_break():
     assert failed(check_case(case, Observation({}, error="UnknownUser: u1"), CATALOG)) == {"error": True}
 
 
+def test_cheaper_than_previous_checks_prices_against_the_earlier_list():
+    case = parse_case({"id": "c", "user": "u1", "conversation": ["camping"], "message": "cheaper",
+                       "expect": {"cheaper_than_previous": True}})
+    earlier = ["p1", "p2"]  # $80 and $40: dearest 80, mean 60
+    assert failed(check_case(case, Observation(turn("p2", "p4"), ["p2", "p4"], previous=earlier), CATALOG)) == {}
+    # a pick as dear as the dearest earlier one, or a mean that did not go down, is a break
+    assert failed(check_case(case, Observation(turn("p1", "p4"), ["p1", "p4"], previous=earlier), CATALOG)) == {
+        "cheaper": True}
+    assert failed(check_case(case, Observation(turn("p2"), ["p2"], previous=["p2", "p4"]), CATALOG)) == {
+        "cheaper": True}
+    with pytest.raises(CaseFormatError, match="needs a 'conversation'"):
+        parse_case({"id": "c", "user": "u1", "message": "cheaper", "expect": {"cheaper_than_previous": True}})
+
+
 def test_checker_refusals_and_promotion():
     refusal = parse_case({"id": "r", "user": "u1", "message": "buy it", "expect": {"kind": "refusal"}})
     assert failed(check_case(refusal, Observation(turn("p1", "p2"), ["p1", "p2"]), CATALOG)) == {"kind": True}

@@ -42,7 +42,7 @@ from agent.toolkit import build_toolkit
 from loaders.demo import FIRST_NAMES
 from loaders.generic import write_generic
 from loaders.sanitize import has_instructions
-from tests.conftest import ROOT, AppServer
+from tests.conftest import LLM_TIMEOUT_S, ROOT, AppServer
 from tests.scripted_llm import ScriptedLLM
 from tests.test_llm_real import FaultyHandler
 from tools.scope import UserScope, scope_for
@@ -187,7 +187,7 @@ def test_catalog_text_reaches_the_model_only_as_sanitised_data(injected, demo_se
     target, hostile = injected
     query = query or hostile.stores.titles[hostile.stores.item_idx(target)]  # lifts it into the few shown
     s = tuned(demo_settings, llm={"backend": "local", "explain_with_llm": True, "shuffle_passes": 1, "blend_weight": 1})
-    llm = LocalLLM(LLMSettings(backend="local", timeout_s=180))
+    llm = LocalLLM(LLMSettings(backend="local", timeout_s=LLM_TIMEOUT_S))
     stage = LLMStage(hostile, llm, load_prompt_set(s.prompts_dir), s)
     result = stage.run(RecommendRequest(user, k=5, query=query), query, deadline=time.monotonic() + 240)
     assert result.context is not None and (hostile_id or target) in result.context.candidate_ids

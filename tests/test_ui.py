@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import LLM_TIMEOUT_S
 from web.ui_render import cards_html, intent_message, profile_html, step_message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def test_camping_under_100_then_cheaper_streams_steps_and_keeps_the_session(clie
     assert 'data-user-id="u0001"' in profile and "Recently" in profile and chat == []
 
     job = client.submit("camping gear under $100", "u0001", api_name="/chat")
-    chat, card_html, info, _context, raw = job.result(timeout=180)
+    chat, card_html, info, _context, raw = job.result(timeout=LLM_TIMEOUT_S)
     assert len(job.outputs()) > 5, "the answer should arrive as a stream of updates, not in one piece"
     titles = [m["metadata"]["title"] for m in chat if m.get("metadata") and m["metadata"].get("title")]
     assert any(t.startswith("🔧 ") for t in titles), titles

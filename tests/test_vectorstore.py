@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from agent.settings import VectorStoreSettings
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 from vectorstore.embeddings import MiniLMEmbeddingFunction
 from vectorstore.store import VectorStore, item_metadata, where_clause
 
@@ -84,8 +84,7 @@ def test_http_server_store(demo_stores, embedder, tmp_path):
         vs = VectorStore(VectorStoreSettings(mode="http", host="127.0.0.1", port=port), tmp_path, embedder)
         _check_store(vs, demo_stores, "http-test")
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop_process(proc)
 
 
 def test_embeddings_are_offline_normalised_and_cached(embedder, embedding_cache):

@@ -16,12 +16,14 @@ import yaml
 REPLY_KINDS = ("recommendations", "answer", "refusal")
 # Every expectation type a report counts; "grounded", "no_leak" and "excluded" are checked on every case.
 EXPECTATION_TYPES = ("kind", "constraints", "grounded", "no_leak", "excluded", "prompt", "min_picks",
-                     "not_promoted", "must_include", "text", "latency")
-DEFAULT_HARD = frozenset({"kind", "constraints", "grounded", "no_leak", "excluded", "prompt", "min_picks"})
+                     "cheaper", "not_promoted", "must_include", "text", "latency")
+DEFAULT_HARD = frozenset({"kind", "constraints", "grounded", "no_leak", "excluded", "prompt", "min_picks",
+                          "cheaper"})
 CASE_KEYS = {"id", "user", "message", "conversation", "expect", "hard", "soft", "k", "labels", "description",
              "holdout", "known_bug"}
 EXPECT_KEYS = {"kind", "must_include", "must_exclude", "constraints", "min_picks", "text_contains",
-               "text_excludes", "prompt_excludes", "latency_ms", "targets", "not_promoted", "exclude_previous"}
+               "text_excludes", "prompt_excludes", "latency_ms", "targets", "not_promoted", "exclude_previous",
+               "cheaper_than_previous"}
 CONSTRAINT_KEYS = {"category", "price_min", "price_max", "tags", "exclude_tags", "exclude_categories"}
 HOLDOUT_KEYS = {"data", "fraction", "seed", "demo_seed"}
 
@@ -64,6 +66,7 @@ class Expect:
     targets: list[str] = field(default_factory=list)  # held-out items: reported as hit rate
     prompt_excludes: list[str] = field(default_factory=list)  # never in the context sent to the model
     not_promoted: list[str] = field(default_factory=list)  # should not rank higher than fusion put them
+    cheaper_than_previous: bool = False  # every pick under the earlier list's dearest, mean price lower
 
 
 @dataclass
@@ -183,6 +186,12 @@ def parse_case(data: Any, path: Path | str = "<case>") -> Case:
     if previous and not data.get("conversation"):
         raise CaseFormatError(path, "'exclude_previous' needs a 'conversation' (an earlier list)", case_id)
     expect.exclude_previous = previous
+    cheaper = raw_expect.get("cheaper_than_previous", False)
+    if not isinstance(cheaper, bool):
+        raise CaseFormatError(path, f"'cheaper_than_previous' must be true or false, not {cheaper!r}", case_id)
+    if cheaper and not data.get("conversation"):
+        raise CaseFormatError(path, "'cheaper_than_previous' needs a 'conversation' (an earlier list)", case_id)
+    expect.cheaper_than_previous = cheaper
     hard_extra = set(_strings(data.get("hard"), "hard", path, case_id))
     soft_extra = set(_strings(data.get("soft"), "soft", path, case_id))
     bad = sorted((hard_extra | soft_extra) - set(EXPECTATION_TYPES))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,6 +127,23 @@ def _not_promoted(case: Case, obs: Observation, picks: list[str]) -> tuple[bool,
     return not problems, "; ".join(problems)
 
 
+def _cheaper(picks: list[str], previous: list[str], catalog: dict[str, ItemFacts]) -> tuple[bool, str]:
+    """"Cheaper" after a list: every pick costs less than the dearest earlier pick, and the mean is lower."""
+    def prices(ids: list[str]) -> list[float]:
+        return sorted(p for p in (catalog[i].price if i in catalog else None for i in ids) if p is not None)
+
+    now, before = prices(picks), prices(previous)
+    if not now or not before:
+        return False, f"no prices to compare ({len(now)} picks, {len(before)} earlier picks with a price)"
+    dearer = [p for p in now if p >= before[-1]]
+    if dearer:
+        return False, f"picks at {dearer} are not below the earlier list's dearest ({before[-1]:g})"
+    if statistics.fmean(now) >= statistics.fmean(before):
+        return False, (f"mean price {statistics.fmean(now):.2f} is not below the earlier "
+                       f"{statistics.fmean(before):.2f}")
+    return True, ""
+
+
 def referenced(positions: list[str], previous: list[str]) -> list[str]:
     """Items of the earlier list named by position ("1", "last", "all")."""
     if "all" in positions:
@@ -185,6 +203,9 @@ def check_case(case: Case, obs: Observation, catalog: dict[str, ItemFacts],
     if exp.not_promoted:
         ok, detail = _not_promoted(case, obs, picks)
         add("not_promoted", ok, detail)
+    if exp.cheaper_than_previous:
+        ok, detail = _cheaper(picks, obs.previous, catalog)
+        add("cheaper", ok, detail)
     if exp.min_picks is not None:
         add("min_picks", len(picks) >= exp.min_picks, f"{len(picks)} picks, expected at least {exp.min_picks}")
     if exp.must_include:
