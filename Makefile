@@ -55,6 +55,7 @@ bench-load: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf .fusionrec artifacts

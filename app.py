@@ -12,8 +12,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from fastapi import FastAPI  # noqa: E402
 
-from agent.logs import configure_logging  # noqa: E402
-from agent.settings import Settings  # noqa: E402
+from config.logs import configure_logging  # noqa: E402
+from config.settings import Settings  # noqa: E402
 from web.api import BodyLimit, api_router, install_error_handlers  # noqa: E402
 from web.openai_api import openai_router  # noqa: E402
 from web.services import Services  # noqa: E402
@@ -22,6 +22,7 @@ from web.services import Services  # noqa: E402
 def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
     import gradio as gr
 
+    from promptlab.tab import LabServices, build_prompt_lab_tab
     from web.ui import build_ui
 
     services = services or Services.load(settings)
@@ -32,7 +33,9 @@ def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(api_router(services))
     app.include_router(openai_router(services))
     app.state.services = services
-    ui = build_ui(services)
+    lab = LabServices(services.recommender, services.llm, settings, services.persona_ids(),
+                      services.llm_error)
+    ui = build_ui(services, tabs=[("Prompt lab", lambda: build_prompt_lab_tab(lab))])
     return gr.mount_gradio_app(app, ui, path="/", run_history=False)
 
 

@@ -10,25 +10,27 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from agent.intent import Intent, IntentParser
-from agent.llm import LLM
 from agent.llm_stage import LLMStage
 from agent.planner import Plan, plan_turn
 from agent.prompts import PromptSet
-from agent.recommender import Recommender
 from agent.reply import REFUSALS, item_answer, recommendations_text
-from agent.request import relax_tags
-from agent.session import SessionState, SessionStore
-from agent.settings import Settings
+from agent.settings import AgentConfig
 from agent.tool_router import model_tool_calls
 from agent.toolkit import ToolStep, build_toolkit, run_tool
-from tools.scope import UserScope, scope_for
-from tools.stores import Stores
+from catalog.constraints import relax_tags
+from catalog.scope import UserScope, scope_for
+from catalog.stores import Stores
+from fusion.items import Recommendation
+from fusion.recommender import Recommender
+from llm_client.client import LLM
+from storage.sessions import SessionState, SessionStore
+from tools.history import HistoryEntry, user_history
 
 log = logging.getLogger("fusionrec.chat")
 Event = Callable[[str, Any], None]
@@ -51,7 +53,7 @@ class TurnResult:
     turn: int
     kind: str  # recommendations | answer | refusal
     reply: str
-    items: list[dict[str, Any]] = field(default_factory=list)
+    items: list[Recommendation] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     intent: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -66,16 +68,30 @@ class TurnResult:
     replayed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data (stored with the turn, compared by the prompt lab)."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["items"] = [i.model_dump() for i in self.items]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TurnResult:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["items"] = [Recommendation.model_validate(i) for i in fields.get("items", [])]
+        return cls(**fields)
+
+
+@dataclass
+class UserProfile:
+    user_id: str
+    name: str
+    history: list[HistoryEntry]
+    friends: list[str]
 
 
 class ChatAgent:
-    def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: Settings,
-                 sessions: SessionStore, scope_factory: Callable[[Stores, str], UserScope] = scope_for):
+    def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: AgentConfig,
+                 sessions: SessionStore, scope_factory: Callable[[Stores, str], UserScope] = scope_for,
+                 calibrated_weight: float | None = None):
         self.scope_factory = scope_factory  # tests pass a recording factory to audit every read
         self.recommender = recommender
         self.llm = llm
@@ -83,8 +99,14 @@ class ChatAgent:
         self.settings = settings
         self.sessions = sessions
         self.parser = IntentParser(recommender.stores, prompts, llm)
-        self.stage = LLMStage(recommender, llm, prompts, settings)
+        self.stage = LLMStage(recommender, llm, prompts, settings, calibrated_weight)
         self.fusion_only = LLMStage(recommender, None, prompts, settings) if llm is not None else self.stage
+
+    def profile(self, user_id: str, limit: int = 6) -> UserProfile:
+        """What the UI shows about the acting user: name, recent items, friends (raises UnknownUser)."""
+        scope = self.scope_factory(self.recommender.stores, user_id)
+        return UserProfile(user_id=scope.user_id, name=str(self.recommender.stores.user_names[scope.user]),
+                           history=user_history(scope, limit=limit), friends=scope.friend_names())
 
     def check_message(self, message: str) -> str:
         if not isinstance(message, str) or not message.strip():
@@ -167,7 +189,7 @@ class ChatAgent:
         question = result.intent.get("question") or "details"
         explanation = state.explanations.get(plan.target_item)
         result.reply = item_answer(question, record, explanation, self.recommender.stores.dataset.currency)
-        result.items = [{**record, "rank": 1, "explanation": explanation or ""}]
+        result.items = [Recommendation(**record, rank=1, explanation=explanation or "")]
 
     def _recommend(self, plan: Plan, intent: Intent, scope: Any, message: str, deadline: float, use_llm: bool,
                    result: TurnResult, emit: Event, steps: list[ToolStep]) -> None:
@@ -190,12 +212,10 @@ class ChatAgent:
         stage = (self.stage if use_llm else self.fusion_only).run(request, message, scope=scope, deadline=deadline)
         result.kind = "recommendations"
         explanations = {e.item_id: e for e in stage.explanations}
-        result.items = [{
-            "rank": r.rank, "item_id": r.item_id, "title": r.title, "category": r.category, "price": r.price,
-            "tags": r.tags, "score": r.score, "evidence": asdict(r.evidence),
+        result.items = [r.model_copy(update={
             "explanation": explanations[r.item_id].text if r.item_id in explanations else "",
             "explanation_source": explanations[r.item_id].source if r.item_id in explanations else "evidence",
-        } for r in stage.items]
+        }) for r in stage.items]
         result.notes += stage.fused.notes
         result.llm_used, result.fallback_reason, result.blend_weight = (stage.llm_used, stage.fallback_reason,
                                                                          stage.blend_weight)
@@ -210,7 +230,7 @@ class ChatAgent:
         ids = [r.item_id for r in stage.items]
         plan.state.last_list = ids
         plan.state.shown += [i for i in ids if i not in plan.state.shown]
-        plan.state.explanations = {i["item_id"]: i["explanation"] for i in result.items}
+        plan.state.explanations = {i.item_id: i.explanation for i in result.items}
 
     @staticmethod
     def _step_dict(step: ToolStep) -> dict[str, Any]:

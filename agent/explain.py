@@ -9,10 +9,11 @@ import time
 from dataclasses import dataclass, field
 
 from agent.context import clean
-from agent.llm import LLM, CallRecord, LLMError
+from agent.evidence import evidence_text
 from agent.prompts import PromptSet
-from agent.recommender import Recommendation
-from loaders.sanitize import strip_instructions
+from catalog.sanitize import strip_instructions
+from fusion.items import NO_EVIDENCE, Recommendation
+from llm_client.client import LLM, CallRecord, LLMError
 
 # Words an explanation may use freely (sentence glue); everything capitalised or numeric must be evidence.
 COMMON = set(["a", "an", "the", "and", "or", "but", "so", "because", "since", "as", "with", "without", "for", "from", "to", "of", "in", "on", "at", "by", "it", "its", "it's", "this", "that", "these", "those", "you", "your", "yours", "we", "our", "they", "them", "their", "he", "she", "his", "her", "i", "my", "me", "is", "are", "was", "were", "be", "been", "fits", "fit", "matches", "match", "match", "suits", "great", "good", "nice", "perfect", "ideal", "popular", "choice", "pick", "option", "similar", "like", "likes", "liked", "loved", "love", "enjoy", "enjoyed", "bought", "buy", "purchased", "friend", "friends", "also", "too", "both", "only", "just", "very", "well", "here", "there", "which", "who", "what", "why", "how", "price", "priced", "under", "over", "within", "budget", "cheap", "affordable", "category", "tagged", "tags", "recommended", "recommend", "because", "it's", "you've", "you'll", "you're", "people", "many", "lots", "several"])
@@ -36,35 +37,9 @@ class ExplainOutcome:
     rejected: int = 0
 
 
-def evidence_text(rec: Recommendation, currency: str = "", show_names: bool = True) -> str:
-    """The reason, built only from stored evidence."""
-    e = rec.evidence
-    parts = []
-    if e.friends_count:
-        who = f": {', '.join(e.friends[:3])}" if show_names and e.friends else ""
-        parts.append(f"bought by {e.friends_count} of your friends{who}")
-    if e.similar_history:
-        parts.append("similar to " + " and ".join(e.similar_history[:2]) + " from your history")
-    if e.bought_together:
-        parts.append("often chosen by people who also chose " + " and ".join(e.bought_together[:2]))
-    if e.constraints_met:
-        parts.append("meets your request (" + "; ".join(e.constraints_met) + ")")
-    if e.query_similarity is not None and e.query_similarity > 0.3:
-        parts.append("matches what you described")
-    if not parts:
-        parts.append(f"popular with {e.popularity} shoppers" if e.popularity else "a fit for your taste profile")
-    attrs = [rec.category] if rec.category else []
-    if rec.price is not None:
-        attrs.append(f"{currency}{rec.price:.2f}")
-    if rec.tags:
-        attrs.append(", ".join(rec.tags[:3]))
-    text = "; ".join(parts)
-    return f"{text[0].upper()}{text[1:]} ({' · '.join(attrs)})." if attrs else f"{text[0].upper()}{text[1:]}."
-
-
 def allowed_vocabulary(rec: Recommendation, currency: str = "") -> tuple[set[str], set[str]]:
     """(words, numbers) that an explanation of this item may mention."""
-    e = rec.evidence
+    e = rec.evidence or NO_EVIDENCE
     texts = [rec.title, rec.category, " ".join(rec.tags), strip_instructions(rec.description), " ".join(e.friends),
              " ".join(e.similar_history), " ".join(e.bought_together), " ".join(e.constraints_met), evidence_text(rec, currency)]
     words = {w.lower().strip("'’") for t in texts for w in _WORD.findall(t)}
@@ -123,8 +98,8 @@ class GroundingChecker:
                 elif w in self.attributes:
                     issues.append(f"attribute '{w}' is not one of this item's")
             sentence_start = False
-        own = {self._norm(t) for t in (rec.title, *rec.evidence.similar_history, *rec.evidence.bought_together,
-                                       *rec.evidence.friends)}
+        e = rec.evidence or NO_EVIDENCE
+        own = {self._norm(t) for t in (rec.title, *e.similar_history, *e.bought_together, *e.friends)}
         tokens = _WORD.findall(lowered)
         for size in range(1, min(self.max_len, 8) + 1):
             for start in range(len(tokens) - size + 1):
@@ -156,8 +131,9 @@ class Explainer:
         self.show_names = show_names
         self.max_tokens = max_tokens
 
-    def facts(self, rec: Recommendation) -> str:
-        return f"{rec.item_id}: {clean(rec.title, 70)}; {clean(evidence_text(rec, self.currency, self.show_names), 300)}"
+    def facts(self, rec: Recommendation) -> dict[str, str]:
+        return {"id": rec.item_id, "title": clean(rec.title, 70),
+                "facts": clean(evidence_text(rec, self.currency, self.show_names), 300)}
 
     def explain(self, recs: list[Recommendation], request_text: str, deadline: float | None = None,
                 limit: int = 5) -> ExplainOutcome:
@@ -174,7 +150,7 @@ class Explainer:
         messages = [{"role": "system", "content": self.prompts.render("system")},
                     {"role": "user", "content": self.prompts.render(
                         "explain", request=clean(request_text or "recommendations", 300),
-                        items="\n".join(self.facts(r) for r in recs))}]
+                        items=[self.facts(r) for r in recs])}]
         started = time.monotonic()
         try:
             response = self.llm.chat(messages, schema=explanation_schema(ids), max_tokens=self.max_tokens,

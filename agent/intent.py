@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.llm import LLM, CallRecord, LLMError
 from agent.prompts import PromptSet
-from agent.request import Constraints
-from tools.stores import Stores
+from catalog.constraints import Constraints
+from catalog.stores import Stores
+from llm_client.client import LLM, CallRecord, LLMError
 
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
                 "nine": 9, "ten": 10, "a couple": 2, "a few": 3, "some": None}
@@ -337,7 +337,7 @@ class IntentParser:
         assert self.llm is not None and self.prompts is not None
         messages = [{"role": "system", "content": self.prompts.render("system")},
                     {"role": "user", "content": self.prompts.render(
-                        "intent", categories=", ".join(self.categories[:60]), message=message[:1000])}]
+                        "intent", categories=self.categories[:60], message=message[:1000])}]
         try:
             response = self.llm.chat(messages, schema=self.schema(), max_tokens=120, deadline_s=budget_s)
         except LLMError as exc:

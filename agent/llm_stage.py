@@ -6,40 +6,21 @@ the deadline, and the result says what happened (``llm_used``, ``fallback_reason
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from agent.context import RerankContext, build_rerank_context
 from agent.explain import Explainer, Explanation, GroundingChecker
-from agent.llm import LLM, CallRecord
 from agent.prompts import PromptSet
-from agent.recommender import Recommendation, RecommendationList, Recommender
-from agent.request import RecommendRequest
 from agent.rerank import Reranker, RerankOutcome
-from agent.settings import Settings
+from agent.settings import AgentConfig
+from catalog.scope import UserScope
+from fusion.items import Recommendation
+from fusion.recommender import RecommendationList, Recommender
+from fusion.request import RecommendRequest
+from llm_client.client import LLM, CallRecord
 from tools.history import user_history
-from tools.scope import UserScope
 from tools.social import friends_purchases
-
-CALIBRATION = "llm_calibration.json"
-
-
-def load_blend_weight(index_dir: Path, identity: str) -> float | None:
-    path = index_dir / CALIBRATION
-    if not path.is_file():
-        return None
-    entry = json.loads(path.read_text()).get(identity)
-    return None if entry is None else float(entry["weight"])
-
-
-def save_blend_weight(index_dir: Path, identity: str, weight: float, details: dict[str, object]) -> None:
-    path = index_dir / CALIBRATION
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data[identity] = {"weight": weight, **details}
-    index_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
 
 
 @dataclass
@@ -62,7 +43,11 @@ class StageResult:
 
 
 class LLMStage:
-    def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: Settings):
+    def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: AgentConfig,
+                 calibrated_weight: float | None = None):
+        """``calibrated_weight``: the blend weight `fusionrec eval --llm` chose for this model, if any
+        (``llm.blend_weight`` in the settings wins over it)."""
+        self.calibrated_weight = calibrated_weight
         self.recommender = recommender
         self.llm = llm
         self.prompts = prompts
@@ -75,32 +60,28 @@ class LLMStage:
         self.checker = GroundingChecker(entities, forbidden_snippets=[ln[:40] for ln in system_lines],
                                         currency=stores.dataset.currency, attributes=attributes)
         self.reranker = Reranker(llm, prompts, passes=settings.llm.shuffle_passes, seed=settings.llm.seed)
-        self._fixed_tokens: int | None = None
         self.weight = self._resolve_weight()
 
     def _resolve_weight(self) -> float:
         if self.settings.llm.blend_weight is not None:
             return float(self.settings.llm.blend_weight)
-        if self.llm is None:
+        if self.llm is None or self.calibrated_weight is None:
             return 0.0
-        calibrated = load_blend_weight(self.settings.index_dir, self.llm.identity())
-        return 0.0 if calibrated is None else calibrated
+        return float(self.calibrated_weight)
 
     @property
     def calibrated(self) -> bool:
-        return self.llm is not None and (self.settings.llm.blend_weight is not None or load_blend_weight(
-            self.settings.index_dir, self.llm.identity()) is not None)
+        return self.llm is not None and (self.settings.llm.blend_weight is not None
+                                         or self.calibrated_weight is not None)
 
     def count_tokens(self, text: str) -> int:
         counter = getattr(self.llm, "count_tokens", None)
         return int(counter(text)) if counter else max(1, len(text) // 4)
 
-    def fixed_tokens(self) -> int:
-        if self._fixed_tokens is None:
-            empty = RerankContext("", "", "", "", [], [])
-            template = self.prompts.render("system") + self.prompts.render("rerank", **empty.variables(10))
-            self._fixed_tokens = self.count_tokens(template) + 16  # chat-template overhead
-        return self._fixed_tokens
+    def prompt_tokens(self, ctx: RerankContext) -> int:
+        """Tokens of the whole rerank prompt (system + rerank template) rendered from ``ctx``."""
+        text = self.prompts.render("system") + self.prompts.render("rerank", **ctx.variables(self.settings.llm.rerank_candidates))
+        return self.count_tokens(text) + 16  # chat-template overhead
 
     def run(self, request: RecommendRequest, request_text: str = "", scope: UserScope | None = None,
             deadline: float | None = None, explain: bool | None = None,
@@ -125,8 +106,8 @@ class LLMStage:
             ctx = build_rerank_context(
                 shown, list(range(len(shown))), user_history(scope, limit=8),
                 friends_purchases(scope, limit=5, show_names=show_names) if request.use_friends else [],
-                request.constraints, request_text, self.count_tokens, self.settings.llm.context_token_budget,
-                self.fixed_tokens(), self.recommender.stores.dataset.currency, show_names,
+                request.constraints, request_text, self.prompt_tokens, self.settings.llm.context_token_budget,
+                self.recommender.stores.dataset.currency, show_names,
                 self.settings.llm.context_descriptions)
             rerank = self.reranker.rerank(fusion_ids, ctx, request.k, weight, deadline)
             order, llm_used, reason = rerank.order, rerank.llm_used, rerank.fallback_reason

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from agent.intent import Intent
-from agent.request import Constraints, RecommendRequest
-from agent.session import SessionState
-from tools.stores import Stores
+from catalog.constraints import Constraints
+from catalog.stores import Stores
+from fusion.request import RecommendRequest
+from storage.sessions import SessionState
 
 
 @dataclass

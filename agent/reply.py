@@ -6,6 +6,8 @@ import html
 import re
 from typing import Any
 
+from fusion.items import Recommendation
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
 
 REFUSALS = {
@@ -43,7 +45,7 @@ def describe_constraints(c: dict[str, Any], currency: str) -> str:
     return ", ".join(parts)
 
 
-def recommendations_text(items: list[dict[str, Any]], constraints: dict[str, Any], notes: list[str],
+def recommendations_text(items: list[Recommendation], constraints: dict[str, Any], notes: list[str],
                          currency: str, fallback_reason: str | None, llm_used: bool) -> str:
     if not items:
         lines = ["I couldn't find anything that meets all of that."]
@@ -55,9 +57,9 @@ def recommendations_text(items: list[dict[str, Any]], constraints: dict[str, Any
     header += f" ({safe(filters)})" if filters else ""
     lines = [header + ":"]
     for item in items:
-        price = money(item.get("price"), currency)
-        lines.append(f"{item['rank']}. **{safe(item['title'])}**" + (f" — {safe(price)}" if price else "")
-                     + f"  \n   {safe(item['explanation'])}")
+        price = money(item.price, currency)
+        lines.append(f"{item.rank}. **{safe(item.title)}**" + (f" — {safe(price)}" if price else "")
+                     + f"  \n   {safe(item.explanation)}")
     for note in notes:
         lines.append(f"_{safe(note)}_")
     if fallback_reason and fallback_reason not in {"llm_off", "ids_repaired"}:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.context import RerankContext
-from agent.llm import LLM, CallRecord, LLMError
 from agent.prompts import PromptSet
+from llm_client.client import LLM, CallRecord, LLMError
 
 
 def ranking_schema(ids: list[str], k: int) -> dict[str, Any]:
@@ -139,8 +139,7 @@ class Reranker:
             if remaining <= 0.05:
                 outcome.fallback_reason = outcome.fallback_reason or ("timeout" if not orders else None)
                 break
-            view = RerankContext(ctx.profile, ctx.friends, ctx.constraints, ctx.request,
-                                 [ctx.candidates[p] for p in layout], [shown[p] for p in layout])
+            view = ctx.reordered(layout)
             messages = self.messages(view, k_out)
             try:
                 response = self.llm.chat(messages, schema=schema, max_tokens=self.max_tokens, deadline_s=remaining)

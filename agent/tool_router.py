@@ -15,7 +15,7 @@ from langchain_core.tools import StructuredTool
 
 from agent.planner import ToolCall
 from agent.prompts import PromptSet
-from agent.settings import LLMSettings
+from llm_client.settings import LLMSettings
 
 log = logging.getLogger("fusionrec.tools")
 

@@ -11,12 +11,12 @@ from typing import Any
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.recommender import Recommender
-from agent.request import Constraints
+from catalog.constraints import Constraints
+from catalog.scope import UserScope
+from fusion.recommender import Recommender
 from tools.catalog import item_attributes, search_catalog
 from tools.history import user_history
 from tools.popular import popular_items
-from tools.scope import UserScope
 from tools.search import semantic_search
 from tools.similar import similar_items
 from tools.social import friends_purchases

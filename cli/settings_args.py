@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from agent.settings import Settings
+from config.settings import Settings
 
 
 def settings_from_args(args: argparse.Namespace, backend: str | None = None) -> Settings:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from agent.candidates import FEATURES
-from agent.fusion import FusionModel
+from fusion.candidates import FEATURES
+from fusion.model import FusionModel
 
 # Which evidence features belong to which source (every feature belongs to exactly one).
 SOURCE_FEATURES: dict[str, tuple[str, ...]] = {

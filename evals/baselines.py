@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
+from catalog.scope import scope_for
+from catalog.stores import Stores
 from retrieval.content import ContentProfile
 from retrieval.itemknn import ItemKNN
 from retrieval.mf import ALS
 from retrieval.social import FriendsSignal
-from tools.scope import scope_for
-from tools.stores import Stores
 
 
 @dataclass

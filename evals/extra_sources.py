@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from catalog.stores import Stores
 from evals.baselines import Baseline, param_grid
 from retrieval.itemknn import prune_columns
-from tools.stores import Stores
 
 
 class ExtraSource(Baseline):

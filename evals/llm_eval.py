@@ -18,17 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from agent.explain import GroundingChecker
-from agent.llm import LLM, make_llm
-from agent.llm_stage import LLMStage, StageResult, save_blend_weight
+from agent.llm_stage import LLMStage, StageResult
 from agent.prompts import load_prompt_set
-from agent.recommender import Recommender
-from agent.request import RecommendRequest
 from agent.rerank import blend
-from agent.settings import LLMSettings
+from agent.settings import AgentLLMSettings as LLMSettings
+from catalog.stores import Stores
 from evals.metrics import RankingMetrics
 from evals.offline import EvalRun, MethodResult, relevant_sets
+from fusion.recommender import Recommender
+from fusion.request import RecommendRequest
+from indexing.calibration import save_blend_weight
+from llm_client.client import LLM, make_llm
 from retrieval.bundle import SourceModels
-from tools.stores import Stores
 
 WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 Log = Callable[[str], None]

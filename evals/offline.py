@@ -22,17 +22,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agent.fusion import FusionModel
-from agent.recommender import Recommender
-from agent.request import RecommendRequest
-from agent.settings import Settings
-from agent.training import Split, fold_rows, fusion_folds, holdout
+from catalog.stores import Stores, build_stores
+from config.settings import Settings
 from evals.ablation import SOURCE_FEATURES, fusion_without
 from evals.baselines import Baseline, baseline_grids
 from evals.metrics import RankingMetrics, top_items
+from fusion.model import FusionModel
+from fusion.recommender import Recommender
+from fusion.request import RecommendRequest
+from indexing.training import Split, fold_rows, fusion_folds, holdout
 from loaders.schema import Dataset
 from retrieval.bundle import SourceModels
-from tools.stores import Stores, build_stores
 from vectorstore.embeddings import MiniLMEmbeddingFunction
 
 Log = Callable[[str], None]

@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.candidates import allowed_mask, build_pool, evidence_columns, top_n
-from agent.fusion import FusionModel, fit_ranker
-from agent.request import RecommendRequest
-from agent.settings import Settings
-from agent.training import fusion_folds
+from catalog.scope import scope_for
+from catalog.stores import Stores, build_stores
+from config.settings import Settings
 from evals.baselines import Baseline
 from evals.extra_sources import ExtraSource, extra_source_grids
 from evals.metrics import RankingMetrics, top_items
@@ -39,10 +37,12 @@ from evals.offline import (
     source_settings_from,
     tune_baselines,
 )
+from fusion.candidates import allowed_mask, build_pool, evidence_columns, top_n
+from fusion.model import FusionModel, fit_ranker
+from fusion.request import RecommendRequest
+from indexing.training import fusion_folds
 from loaders.schema import Dataset
 from retrieval.bundle import SourceModels
-from tools.scope import scope_for
-from tools.stores import Stores, build_stores
 from vectorstore.embeddings import MiniLMEmbeddingFunction
 
 Log = Callable[[str], None]

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from agent.settings import SourceSettings
+from catalog.stores import Stores
 from retrieval.content import ContentProfile
 from retrieval.itemknn import ItemKNN
 from retrieval.mf import ALS
+from retrieval.settings import SourceSettings
 from retrieval.social import FriendsSignal
-from tools.stores import Stores
 
 
 @dataclass

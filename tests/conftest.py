@@ -32,7 +32,7 @@ def demo_dataset():
 
 @pytest.fixture(scope="session")
 def demo_stores(demo_dataset):
-    from tools.stores import build_stores
+    from catalog.stores import build_stores
 
     return build_stores(demo_dataset)
 
@@ -44,7 +44,7 @@ def embedding_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_settings(tmp_path_factory, embedding_cache):
-    from agent.settings import Settings
+    from config.settings import Settings
 
     home = tmp_path_factory.mktemp("home")
     shutil.copy(embedding_cache, home / "embeddings.sqlite") if embedding_cache.exists() else None
@@ -53,14 +53,14 @@ def demo_settings(tmp_path_factory, embedding_cache):
 
 @pytest.fixture(scope="session")
 def demo_index(demo_settings, demo_dataset):
-    from agent.indexer import build_index
+    from indexing.build import build_index
 
     return build_index(demo_settings, progress=False, dataset=demo_dataset)
 
 
 @pytest.fixture(scope="session")
 def recommender(demo_settings, demo_index, demo_dataset):
-    from agent.indexer import load_recommender
+    from indexing.build import load_recommender
 
     return load_recommender(demo_settings, dataset=demo_dataset)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agent.llm import LLMError, LLMResponse
+from llm_client.client import LLMError, LLMResponse
 
 
 class ScriptedLLM:

@@ -6,8 +6,8 @@ import pytest
 
 from agent.chat import BadRequest, ChatAgent, TooLarge
 from agent.prompts import load_prompt_set
-from agent.session import SessionError, SessionStore
 from loaders.schema import UnknownUser
+from storage.sessions import SessionError, SessionStore
 
 
 @pytest.fixture()
@@ -18,7 +18,7 @@ def agent(recommender, demo_settings, tmp_path):
 
 
 def prices(turn):
-    return [i["price"] for i in turn.items]
+    return [i.price for i in turn.items]
 
 
 def test_refine_reject_and_memory(agent, recommender):
@@ -26,36 +26,36 @@ def test_refine_reject_and_memory(agent, recommender):
     t1 = agent.turn("u0001", "camping gear under $100")
     sid = t1.session_id
     assert t1.kind == "recommendations" and len(t1.items) == 5
-    assert all("camping" in i["tags"] and i["price"] <= 100 for i in t1.items)
+    assert all("camping" in i.tags and i.price <= 100 for i in t1.items)
     # "cheaper": constraints persist, the cap goes down.
     t2 = agent.turn("u0001", "cheaper", session_id=sid)
-    assert all("camping" in i["tags"] for i in t2.items)
+    assert all("camping" in i.tags for i in t2.items)
     assert max(prices(t2)) < max(prices(t1))
     # "not the first one": it never comes back in this session.
-    rejected = t2.items[0]["item_id"]
+    rejected = t2.items[0].item_id
     t3 = agent.turn("u0001", "not the first one", session_id=sid)
-    assert rejected not in [i["item_id"] for i in t3.items]
+    assert rejected not in [i.item_id for i in t3.items]
     t4 = agent.turn("u0001", "show me more camping stuff", session_id=sid)
     t5 = agent.turn("u0001", "anything under $500 for camping", session_id=sid)
     for t in (t4, t5):
-        assert rejected not in [i["item_id"] for i in t.items]
+        assert rejected not in [i.item_id for i in t.items]
     # "more like the second one": anchors on it (and does not repeat it).
-    second = t5.items[1]["item_id"]
+    second = t5.items[1].item_id
     t6 = agent.turn("u0001", "more like the second one", session_id=sid)
-    assert second not in [i["item_id"] for i in t6.items]
+    assert second not in [i.item_id for i in t6.items]
     anchor_tags = set(stores.item_record(stores.item_idx(second))["tags"])
-    assert sum(bool(anchor_tags & set(i["tags"])) for i in t6.items) >= 3
+    assert sum(bool(anchor_tags & set(i.tags)) for i in t6.items) >= 3
     # The session survives a new agent (a restart) with the same database.
     again = ChatAgent(agent.recommender, None, agent.prompts, agent.settings, SessionStore(agent.sessions.path))
     t7 = again.turn("u0001", "why the first one?", session_id=sid)
-    assert t7.kind == "answer" and t6.items[0]["title"] in t7.reply.replace("\\", "")
+    assert t7.kind == "answer" and t6.items[0].title in t7.reply.replace("\\", "")
     assert agent.sessions.count_turns(sid) == 7
 
 
 def test_questions_answer_from_the_store(agent, recommender):
     t1 = agent.turn("u0002", "kitchen things")
     t2 = agent.turn("u0002", "how much is the second one?", session_id=t1.session_id)
-    price = recommender.stores.item_record(recommender.stores.item_idx(t1.items[1]["item_id"]))["price"]
+    price = recommender.stores.item_record(recommender.stores.item_idx(t1.items[1].item_id))["price"]
     assert t2.kind == "answer" and f"{price:.2f}" in t2.reply
 
 
@@ -69,14 +69,14 @@ def test_refusals_run_no_tool(agent):
 def test_unknown_category_is_reported(agent):
     turn = agent.turn("u0004", "jewelry under 50")
     assert any("jewelry" in n for n in turn.notes)
-    assert all(i["price"] <= 50 for i in turn.items)
+    assert all(i.price <= 50 for i in turn.items)
 
 
 def test_hard_filters_and_exclusions(agent):
     turn = agent.turn("u0005", "3 sci-fi books under $20, no thrillers")
     assert len(turn.items) == 3
     for item in turn.items:
-        assert item["category"] == "books" and item["price"] <= 20 and "thriller" not in item["tags"]
+        assert item.category == "books" and item.price <= 20 and "thriller" not in item.tags
 
 
 def test_bad_input_is_refused_before_work(agent):
@@ -94,7 +94,7 @@ def test_bad_input_is_refused_before_work(agent):
 def test_idempotency_key_stores_one_turn(agent):
     a = agent.turn("u0006", "running shoes", idempotency_key="k-1")
     b = agent.turn("u0006", "running shoes", session_id=a.session_id, idempotency_key="k-1")
-    assert b.replayed and [i["item_id"] for i in a.items] == [i["item_id"] for i in b.items]
+    assert b.replayed and [i.item_id for i in a.items] == [i.item_id for i in b.items]
     assert agent.sessions.count_turns(a.session_id) == 1
 
 
@@ -107,8 +107,8 @@ def test_cheaper_fills_the_answer_whatever_the_earlier_list_held(recommender, ea
 
     from agent.intent import Intent
     from agent.planner import plan_turn
-    from agent.request import Constraints
-    from agent.session import SessionState
+    from catalog.constraints import Constraints
+    from storage.sessions import SessionState
 
     stores = recommender.stores
     yoga = [i for i in np.flatnonzero(stores.has_tag("yoga") & (stores.prices <= 60))]

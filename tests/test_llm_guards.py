@@ -9,11 +9,11 @@ import pytest
 
 from agent.context import build_rerank_context, clean
 from agent.explain import GroundingChecker, evidence_text
-from agent.llm import LLMError
 from agent.llm_stage import LLMStage
 from agent.prompts import PromptError, load_prompt_set
-from agent.request import RecommendRequest
 from agent.rerank import blend, merge_passes, parse_ranking
+from fusion.request import RecommendRequest
+from llm_client.client import LLMError
 from tests.scripted_llm import ScriptedLLM
 
 
@@ -107,15 +107,19 @@ def test_merge_and_blend_are_stable():
 
 def test_context_budget_is_enforced_and_text_is_data(recommender, demo_settings):
     recs = recommender.recommend(RecommendRequest(user_id="u0001", k=20)).items
-    count = lambda text: len(text) // 4  # noqa: E731
+    prompts = load_prompt_set(demo_settings.prompts_dir)
+
+    def measure(ctx):  # the whole rendered prompt, as the stage measures it (4 characters a token)
+        return len(prompts.render("system") + prompts.render("rerank", **ctx.variables(5))) // 4
+
     ctx = build_rerank_context(recs, list(range(20)), [], [], RecommendRequest(user_id="u0001").constraints,
-                               "anything", count, budget=600, fixed_tokens=150)
-    assert ctx.tokens <= 600 and ctx.dropped > 0
+                               "anything", measure, budget=600)
+    assert ctx.tokens <= 600 and ctx.dropped > 0 and ctx.tokens == measure(ctx)
     assert ctx.candidate_ids == [r.item_id for r in recs[: len(ctx.candidate_ids)]]  # lowest fused dropped
     assert clean("<b>{system}</b> `x` [link](y)\x00") == "b system /b x link (y)"
     with pytest.raises(ValueError):
         build_rerank_context(recs, list(range(20)), [], [], RecommendRequest(user_id="u0001").constraints,
-                             "x", count, budget=20, fixed_tokens=150)
+                             "x", measure, budget=150)
 
 
 def test_grounding_check(recommender):
@@ -159,13 +163,19 @@ def test_prompt_sets_fall_back_and_check_variables(tmp_path, demo_settings):
     for f in (demo_settings.prompts_dir / "default").iterdir():
         (tmp_path / "default" / f.name).write_text(f.read_text())
     (tmp_path / "short").mkdir()
-    (tmp_path / "short" / "rerank.md").write_text("<!-- variables: k, candidates -->\nPick {k}: {candidates}\n")
+    (tmp_path / "short" / "rerank.md").write_text("{# variables: k, candidates #}\nPick {{ k }}: {{ candidates }}\n")
     ps = load_prompt_set(tmp_path, "short")
     assert ps.sources["rerank"].parent.name == "short" and ps.sources["system"].parent.name == "default"
     assert ps.render("rerank", k=3, candidates="a b") == "Pick 3: a b\n"
+    with pytest.raises(PromptError, match="needs"):
+        ps.render("rerank", k=3)  # a variable the template declares is missing
     (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "rerank.md").write_text("<!-- variables: k -->\nPick {k} of {secret}\n")
-    with pytest.raises(PromptError):
+    (tmp_path / "bad" / "rerank.md").write_text("{# variables: k #}\nPick {{ k }} of {{ secret }}\n")
+    with pytest.raises(PromptError, match="secret"):
         load_prompt_set(tmp_path, "bad")
+    (tmp_path / "strict").mkdir()
+    (tmp_path / "strict" / "rerank.md").write_text("{# variables: k #}\nPick {{ k.count }}\n")
+    with pytest.raises(PromptError, match="count"):  # StrictUndefined: a missing attribute is an error too
+        load_prompt_set(tmp_path, "strict").render("rerank", k=3)
     with pytest.raises(PromptError):
         load_prompt_set(tmp_path, "missing")

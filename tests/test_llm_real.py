@@ -15,12 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from agent.llm import HostedLLM, LocalLLM, default_model_path
 from agent.llm_stage import LLMStage
 from agent.prompts import load_prompt_set
-from agent.request import Constraints, RecommendRequest
 from agent.rerank import ranking_schema
-from agent.settings import LLMSettings
+from agent.settings import AgentLLMSettings
+from catalog.constraints import Constraints
+from fusion.request import RecommendRequest
+from llm_client.client import HostedLLM, LocalLLM, default_model_path
 from tests.conftest import LLM_TIMEOUT_S, free_port, stop_process
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_llm():
-    return LocalLLM(LLMSettings(backend="local", n_ctx=2048, timeout_s=LLM_TIMEOUT_S))
+    return LocalLLM(AgentLLMSettings(backend="local", n_ctx=2048, timeout_s=LLM_TIMEOUT_S))
 
 
 def stage(recommender, settings, llm, **llm_overrides):
@@ -92,7 +93,7 @@ def llama_server():
 
 
 def test_hosted_backend_against_real_server(llama_server, recommender, demo_settings):
-    llm = HostedLLM(LLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=LLM_TIMEOUT_S))
+    llm = HostedLLM(AgentLLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=LLM_TIMEOUT_S))
     ids = ["p0010", "p0020", "p0030", "p0040"]
     out = llm.chat([{"role": "user", "content": "Rank: " + ", ".join(ids)}], schema=ranking_schema(ids, 2))
     assert set(json.loads(out.text)["ranking"]) <= set(ids)
@@ -142,7 +143,7 @@ def test_hosted_faults_fall_back_within_deadline(mode, recommender, demo_setting
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        llm = HostedLLM(LLMSettings(backend="hosted", base_url=f"http://127.0.0.1:{server.server_port}/v1",
+        llm = HostedLLM(AgentLLMSettings(backend="hosted", base_url=f"http://127.0.0.1:{server.server_port}/v1",
                                     timeout_s=1.5, max_retries=1))
         started = time.monotonic()
         result = stage(recommender, demo_settings, llm).run(RecommendRequest(user_id="u0004", k=5),
@@ -160,16 +161,16 @@ def test_hosted_faults_fall_back_within_deadline(mode, recommender, demo_setting
 def test_tool_choice_by_model_or_plan_fallback(llama_server, recommender, demo_settings, tmp_path):
     """A hosted model may pick the tools; whatever it does, the turn completes with read-only tools."""
     from agent.chat import ChatAgent
-    from agent.session import SessionStore
+    from storage.sessions import SessionStore
 
-    llm_settings = LLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=LLM_TIMEOUT_S,
+    llm_settings = AgentLLMSettings(backend="hosted", base_url=llama_server + "/v1", model="smollm2", timeout_s=LLM_TIMEOUT_S,
                                tool_choice="model")
     settings = demo_settings.model_copy(update={"llm": llm_settings})
     agent = ChatAgent(recommender, HostedLLM(llm_settings), load_prompt_set(settings.prompts_dir), settings,
                       SessionStore(tmp_path / "s.sqlite"))
     turn = agent.turn("u0001", "camping gear under $100")
     assert turn.kind == "recommendations" and len(turn.items) == 5
-    assert all(i["price"] <= 100 for i in turn.items)
+    assert all(i.price <= 100 for i in turn.items)
     names = {s["name"] for s in turn.steps}
     assert names <= {"user_history", "item_attributes", "search_catalog", "semantic_search", "similar_items",
                      "friends_purchases", "popular_items"}

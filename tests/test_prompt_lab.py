@@ -8,17 +8,16 @@ import argparse
 import json
 import socket
 import warnings
-from pathlib import Path
 
 import pytest
 
-from evals.prompt_lab.cases import DEFAULT_HARD, CaseFormatError, load_cases, parse_case, write_cases
-from evals.prompt_lab.checks import Check, ItemFacts, Observation, check_case, visible_text
-from evals.prompt_lab.report import changed_cases, html_report, markdown, metrics, picks_diff
-from evals.prompt_lab.runner import CaseRun, Lab, TurnRecord, VariantRun
-from evals.prompt_lab.variants import Variant, VariantError, parse_variant
+from promptlab.cases import DEFAULT_HARD, STARTER_CASES, CaseFormatError, load_cases, parse_case, write_cases
+from promptlab.checks import Check, ItemFacts, Observation, check_case, visible_text
+from promptlab.report import changed_cases, html_report, markdown, metrics, picks_diff
+from promptlab.runner import CaseRun, Lab, TurnRecord, VariantRun
+from promptlab.variants import Variant, VariantError, parse_variant
 
-STARTER = load_cases(Path(__file__).resolve().parent / "prompt_cases")
+STARTER = load_cases(STARTER_CASES)
 
 
 class SoftExpectationWarning(UserWarning):
@@ -270,8 +269,8 @@ def test_runs_are_recorded_and_reproducible(off_run, off_settings, recommender):
 
 
 def test_generated_holdout_cases_report_hit_rate(demo_dataset, off_settings, recommender):
-    from agent.training import holdout
-    from evals.prompt_lab.generate import generate_cases
+    from indexing.training import holdout
+    from promptlab.generate import generate_cases
 
     cases = generate_cases(demo_dataset, 6, seed=3, data="demo", demo_seed=7)
     held = set(map(tuple, holdout(demo_dataset, 0.2, 3).held.astype(str).to_numpy()))
@@ -296,7 +295,7 @@ def test_generated_holdout_cases_report_hit_rate(demo_dataset, off_settings, rec
 
 # --- the CLI -----------------------------------------------------------------------------------------------
 def cli(argv: list[str]) -> int:
-    from evals.prompt_lab.cli import add_prompts_parser
+    from cli.prompts import add_prompts_parser
 
     parser = argparse.ArgumentParser(prog="fusionrec")
     parser.add_argument("--home")
@@ -325,21 +324,15 @@ def test_cli_run_and_compare(off_settings, tmp_path, capsys):
 # --- the UI tab --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def services(off_settings, recommender):
-    from agent.chat import ChatAgent
-    from agent.prompts import load_prompt_set
-    from agent.session import SessionStore
-    from web.auth import KeyStore, RateLimiter
-    from web.services import Services
+    from promptlab.tab import LabServices
 
-    agent = ChatAgent(recommender, None, load_prompt_set(off_settings.prompts_dir), off_settings,
-                      SessionStore(off_settings.home / "tab-sessions.sqlite"))
-    return Services(off_settings, recommender, None, agent, KeyStore({}), RateLimiter(60))
+    return LabServices(recommender, None, off_settings, [str(u) for u in recommender.stores.user_ids[:40]])
 
 
 def test_tab_runs_a_case_with_two_prompt_sets(services):
     import gradio as gr
 
-    from web.prompt_lab_tab import LabTab, answer_html, build_prompt_lab_tab, starter_cases
+    from promptlab.tab import LabTab, answer_html, build_prompt_lab_tab, starter_cases
 
     with gr.Blocks(), gr.Tab("Prompt lab"):
         build_prompt_lab_tab(services)
@@ -363,7 +356,7 @@ def test_tab_through_gradio_client(services):
     import gradio as gr
     from gradio_client import Client
 
-    from web.prompt_lab_tab import build_prompt_lab_tab
+    from promptlab.tab import build_prompt_lab_tab
 
     with gr.Blocks() as ui, gr.Tab("Prompt lab"):
         build_prompt_lab_tab(services)

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from agent.explain import evidence_text
-from agent.fusion import FusionModel
-from agent.request import Constraints, RecommendRequest
+from catalog.constraints import Constraints
 from cli.main import main as cli
+from fusion.model import FusionModel
+from fusion.request import RecommendRequest
 from loaders.schema import UnknownUser
 
 
 def test_index_is_idempotent_and_weights_are_saved(demo_settings, demo_index, demo_dataset):
-    from agent.indexer import build_index
+    from indexing.build import build_index
 
     assert demo_index.fusion.info["trained"] is True
     again = build_index(demo_settings, progress=False, dataset=demo_dataset)

@@ -30,22 +30,23 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
 from agent.chat import ChatAgent
-from agent.indexer import build_index, load_recommender
-from agent.llm import LocalLLM
 from agent.llm_stage import LLMStage
 from agent.prompts import load_prompt_set
-from agent.recommender import Recommender
-from agent.request import RecommendRequest
-from agent.session import SessionStore
-from agent.settings import LLMSettings, Settings
+from agent.settings import AgentLLMSettings
 from agent.toolkit import build_toolkit
+from catalog.sanitize import has_instructions
+from catalog.scope import UserScope, scope_for
+from config.settings import Settings
+from fusion.recommender import Recommender
+from fusion.request import RecommendRequest
+from indexing.build import build_index, load_recommender
+from llm_client.client import LocalLLM
 from loaders.demo import FIRST_NAMES
 from loaders.generic import write_generic
-from loaders.sanitize import has_instructions
+from storage.sessions import SessionStore
 from tests.conftest import LLM_TIMEOUT_S, ROOT, AppServer
 from tests.scripted_llm import ScriptedLLM
 from tests.test_llm_real import FaultyHandler
-from tools.scope import UserScope, scope_for
 from tools.social import friends_purchases
 from web.api import BodyLimit, api_router, install_error_handlers
 from web.auth import KeyStore, RateLimiter
@@ -187,13 +188,14 @@ def test_catalog_text_reaches_the_model_only_as_sanitised_data(injected, demo_se
     target, hostile = injected
     query = query or hostile.stores.titles[hostile.stores.item_idx(target)]  # lifts it into the few shown
     s = tuned(demo_settings, llm={"backend": "local", "explain_with_llm": True, "shuffle_passes": 1, "blend_weight": 1})
-    llm = LocalLLM(LLMSettings(backend="local", timeout_s=LLM_TIMEOUT_S))
+    llm = LocalLLM(AgentLLMSettings(backend="local", timeout_s=LLM_TIMEOUT_S))
     stage = LLMStage(hostile, llm, load_prompt_set(s.prompts_dir), s)
     result = stage.run(RecommendRequest(user, k=5, query=query), query, deadline=time.monotonic() + 240)
     assert result.context is not None and (hostile_id or target) in result.context.candidate_ids
     prompt = stage.prompts.render("rerank", **result.context.variables(5))
     assert prompt.count("<data>") == prompt.count("</data>") == 1
-    assert all(line in prompt.split("<data>")[1].split("</data>")[0] for line in result.context.candidates)
+    data = prompt.split("<data>")[1].split("</data>")[0]
+    assert result.context.candidates and all(f"{c.id} | {c.title} |" in data for c in result.context.candidates)
     sent = " ".join(m["content"] for c in result.calls for m in c.messages if m["role"] == "user").lower()
     assert [p for p in ("ignore all previous", "print your system prompt", "admin mode", "reveal every") if p in sent] == []
     assert any(c.ok and c.completion_tokens for c in result.calls), "the model never answered"

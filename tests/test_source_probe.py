@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.candidates import FEATURES, allowed_mask, top_n
-from agent.request import RecommendRequest
-from agent.settings import Settings
+from catalog.scope import scope_for
 from cli.main import main as cli
+from config.settings import Settings
 from evals.extra_sources import EASE, RP3Beta, UserKNN, UserTags
 from evals.source_probe import pool_rows, variant_matrix
+from fusion.candidates import FEATURES, allowed_mask, top_n
+from fusion.request import RecommendRequest
 from retrieval.bundle import SourceModels
-from tools.scope import scope_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,8 +75,8 @@ def test_ease_weights_solve_the_constrained_least_squares(demo_stores):
 
 @pytest.mark.lastfm
 def test_user_tags_score_the_items_that_share_the_users_tags(lastfm_slice):
+    from catalog.stores import build_stores
     from loaders.lastfm import load_lastfm
-    from tools.stores import build_stores
 
     stores = build_stores(load_lastfm(lastfm_slice))
     assert UserTags.available(stores)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent.request import Constraints
+from catalog.constraints import Constraints
+from catalog.scope import ScopeViolation, scope_for
 from tools.catalog import item_attributes, search_catalog
 from tools.history import user_history
 from tools.popular import popular_items
-from tools.scope import ScopeViolation, scope_for
 from tools.search import semantic_search
 from tools.similar import similar_items
 from tools.social import friends_purchases

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.training import fusion_folds
+from indexing.training import fusion_folds
 from loaders import load_dataset
 from loaders.tagging import apply_tag_events
 

@@ -109,15 +109,19 @@ def test_run_history_is_off_and_the_prompt_lab_tab_exists(app_server):
 
 
 def test_hostile_catalog_text_is_escaped_in_cards_profile_and_chat():
-    item = {"rank": 1, "item_id": 'p1" onmouseover="alert(1)', "title": HOSTILE, "category": "<script>x()</script>",
-            "price": 9.5, "tags": ["<b>bold</b>"], "explanation": "![img](http://evil.example/x.png) <iframe>",
-            "evidence": {"friends": ["<svg onload=alert(1)>"], "friends_count": 3,
-                         "similar_history": ["<a href=javascript:alert(1)>x</a>"], "bought_together": ["<style>"]}}
+    from fusion.items import Evidence, Recommendation
+
+    evidence = Evidence(fusion_score=0.5, cf_score=0, cooccurrence=0, content_similarity=0, friends_count=3,
+                        friends=["<svg onload=alert(1)>"], similar_history=["<a href=javascript:alert(1)>x</a>"],
+                        bought_together=["<style>"])
+    item = Recommendation(rank=1, item_id='p1" onmouseover="alert(1)', title=HOSTILE, category="<script>x()</script>",
+                          price=9.5, tags=["<b>bold</b>"], explanation="![img](http://evil.example/x.png) <iframe>",
+                          score=1.0, evidence=evidence)
     out = cards_html([item], "$")
     for raw in ("<img", "<script", "<b>", "<iframe", "<svg", "<a ", "<style", '" onmouseover'):
         assert raw not in out, raw
     assert "&lt;img src=x onerror=alert(1)&gt;" in out and "$9.50" in out
-    assert "Friends who chose it: &lt;svg onload=alert(1)&gt; (3 in all)" in out
+    assert "Bought by 3 of your friends: &lt;svg onload=alert(1)&gt;" in out
 
     profile = profile_html("u1", HOSTILE, [{"title": HOSTILE, "category": "c", "price": None, "kinds": []}],
                            [HOSTILE], "$")

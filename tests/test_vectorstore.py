@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.settings import VectorStoreSettings
 from tests.conftest import free_port, stop_process
 from vectorstore.embeddings import MiniLMEmbeddingFunction
+from vectorstore.settings import VectorStoreSettings
 from vectorstore.store import VectorStore, item_metadata, where_clause
 
 

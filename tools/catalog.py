@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.request import Constraints
-from tools.stores import Stores
+from catalog.constraints import Constraints
+from catalog.stores import Stores
 
 
 def item_attributes(stores: Stores, item_id: str) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from agent.request import Constraints
-from tools.stores import Stores
+from catalog.constraints import Constraints
+from catalog.stores import Stores
 
 
 def popular_items(stores: Stores, limit: int = 10, recent: bool = False,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.request import Constraints
-from tools.stores import Stores
+from catalog.constraints import Constraints
+from catalog.stores import Stores
 from vectorstore.store import VectorStore, where_clause
 
 

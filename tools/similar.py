@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from catalog.stores import Stores
 from retrieval.itemknn import ItemKNN
-from tools.stores import Stores
 
 
 def similar_items(stores: Stores, knn: ItemKNN, item_id: str, limit: int = 10) -> list[dict[str, Any]]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.scope import UserScope
+from catalog.scope import UserScope
 
 
 @dataclass

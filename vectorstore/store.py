@@ -14,8 +14,8 @@ import numpy as np
 from chromadb.config import Settings as ChromaSettings
 from tqdm import tqdm
 
-from agent.settings import VectorStoreSettings
 from vectorstore.embeddings import MiniLMEmbeddingFunction
+from vectorstore.settings import VectorStoreSettings
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from agent.chat import BadRequest, TooLarge, TurnResult
-from agent.request import Constraints, RecommendRequest
-from agent.session import SessionError
+from catalog.constraints import Constraints
+from fusion.items import Recommendation
+from fusion.request import RecommendRequest
 from loaders.schema import UnknownUser
+from storage.sessions import SessionError
 from web.auth import AuthError
 from web.services import Services
 
@@ -45,24 +47,12 @@ class RecommendBody(BaseModel):
     use_llm: bool = True
 
 
-class ItemOut(BaseModel):
-    rank: int
-    item_id: str
-    title: str
-    category: str
-    price: float | None
-    tags: list[str]
-    score: float
-    explanation: str
-    evidence: dict[str, Any]
-
-
 class RecommendOut(BaseModel):
     request_id: str
     session_id: str | None
     kind: str
     reply: str
-    items: list[ItemOut]
+    items: list[Recommendation]
     notes: list[str]
     llm_used: bool
     fallback_reason: str | None
@@ -154,10 +144,10 @@ def structured(services: Services, user: str, body: RecommendBody, request_id: s
         result = stage.run(request, "")
     except UnknownUser:
         raise ApiError(403, "the user bound to this key is not in the data") from None
-    explanations = {e.item_id: e.text for e in result.explanations}
-    items = [ItemOut(rank=r.rank, item_id=r.item_id, title=r.title, category=r.category, price=r.price, tags=r.tags,
-                     score=r.score, explanation=explanations.get(r.item_id, ""), evidence=r.evidence.__dict__)
-             for r in result.items]
+    explanations = {e.item_id: e for e in result.explanations}
+    items = [r.model_copy(update={"explanation": explanations[r.item_id].text,
+                                  "explanation_source": explanations[r.item_id].source})
+             if r.item_id in explanations else r for r in result.items]
     prompt, completion = result.tokens
     return RecommendOut(request_id=request_id, session_id=None, kind="recommendations", reply="", items=items,
                         notes=result.fused.notes, llm_used=result.llm_used, fallback_reason=result.fallback_reason,
@@ -181,10 +171,8 @@ def api_router(services: Services) -> APIRouter:
         if body.message is None:
             return structured(services, user, body, rid)
         turn = run_turn(services, user, body.message, body.session_id, body.k, idempotency_key, body.use_llm, rid)
-        items = [ItemOut(**{k: v for k, v in i.items() if k in ItemOut.model_fields}) for i in turn.items
-                 if "score" in i]
         return RecommendOut(request_id=turn.request_id or rid, session_id=turn.session_id, kind=turn.kind,
-                            reply=turn.reply, items=items, notes=turn.notes, llm_used=turn.llm_used,
+                            reply=turn.reply, items=turn.items, notes=turn.notes, llm_used=turn.llm_used,
                             fallback_reason=turn.fallback_reason, timings_ms=turn.timings_ms, tokens=turn.tokens,
                             replayed=turn.replayed)
 

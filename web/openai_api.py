@@ -61,7 +61,8 @@ def _completion(turn: TurnResult, created: int) -> dict[str, Any]:
         "usage": {"prompt_tokens": turn.tokens.get("prompt", 0), "completion_tokens": turn.tokens.get("completion", 0),
                   "total_tokens": turn.tokens.get("prompt", 0) + turn.tokens.get("completion", 0)},
         "fusionrec": {"session_id": turn.session_id, "kind": turn.kind, "items": [
-            {k: i.get(k) for k in ("rank", "item_id", "title", "price", "explanation")} for i in turn.items],
+            i.model_dump(include={"rank", "item_id", "title", "category", "price", "tags", "explanation"})
+            for i in turn.items],
             "llm_used": turn.llm_used, "fallback_reason": turn.fallback_reason, "notes": turn.notes},
     }
 

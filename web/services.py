@@ -7,42 +7,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.chat import ChatAgent
-from agent.indexer import load_recommender
-from agent.llm import LLM, make_llm
 from agent.prompts import load_prompt_set
-from agent.recommender import Recommender
-from agent.session import SessionStore
-from agent.settings import Settings
+from fusion.recommender import Recommender
+from indexing.build import load_recommender
+from indexing.calibration import load_blend_weight
+from llm_client.client import LLM, LocalModels, make_llm
+from storage.sessions import SessionStore
 from web.auth import KeyStore, RateLimiter
+from web.settings import WebConfig
 
 log = logging.getLogger("fusionrec.services")
 
 
 @dataclass
 class Services:
-    settings: Settings
+    settings: WebConfig
     recommender: Recommender
     llm: LLM | None
     agent: ChatAgent
     keys: KeyStore
     limiter: RateLimiter
     llm_error: str | None = None
+    models: LocalModels | None = None  # the local GGUF models this process loaded (closed at shutdown)
 
     @classmethod
-    def load(cls, settings: Settings, build_index_if_missing: bool = True) -> Services:
+    def load(cls, settings: WebConfig, build_index_if_missing: bool = True) -> Services:
         recommender = load_recommender(settings, build_if_missing=build_index_if_missing)
-        llm, error = None, None
+        llm, error, models = None, None, LocalModels()
         try:
-            llm = make_llm(settings.llm)
+            llm = make_llm(settings.llm, models)
         except Exception as exc:  # a missing or broken model must not take the recommender down
             error = f"{exc.__class__.__name__}: {exc}"
             log.warning("LLM unavailable, serving fusion-only answers: %s", error)
         prompts = load_prompt_set(settings.prompts_dir, settings.prompt_set)
         sessions = SessionStore(settings.home / "sessions" / f"{settings.dataset_key}.sqlite")
-        agent = ChatAgent(recommender, llm, prompts, settings, sessions)
+        calibrated = load_blend_weight(settings.index_dir, llm.identity()) if llm is not None else None
+        agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibrated_weight=calibrated)
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
-                   error)
+                   error, models)
 
     def persona_ids(self, limit: int = 40) -> list[str]:
         return [str(u) for u in self.recommender.stores.user_ids[:limit]]

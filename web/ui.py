@@ -8,7 +8,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -16,11 +16,8 @@ import gradio as gr
 
 from agent.chat import BadRequest, TooLarge, TurnResult
 from agent.reply import safe
-from agent.session import SessionError
 from loaders.schema import UnknownUser
-from tools.history import user_history
-from tools.scope import scope_for
-from web.prompt_lab_tab import build_prompt_lab_tab
+from storage.sessions import SessionError
 from web.services import Services
 from web.ui_render import (
     CARDS_CSS,
@@ -118,12 +115,11 @@ class ChatUI:
 
     def profile(self, user_id: str) -> str:
         try:
-            scope = scope_for(self.stores, user_id)
+            profile = self.services.agent.profile(user_id)
         except UnknownUser as exc:
             return notice_html(f"{exc}: pick a persona from the list")
-        history = [asdict(h) for h in user_history(scope, limit=6)]
-        name = str(self.stores.user_names[scope.user])
-        return profile_html(user_id, name, history, scope.friend_names(), self.currency)
+        return profile_html(user_id, profile.name, [asdict(h) for h in profile.history], profile.friends,
+                            self.currency)
 
     def select_persona(self, persona: str) -> tuple[Any, ...]:
         """Log in as a demo persona: show the profile and start a new conversation."""
@@ -197,7 +193,8 @@ class ChatUI:
         yield conv.messages, skip, skip, skip, skip, conv
 
 
-def build_ui(services: Services) -> gr.Blocks:
+def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] = ()) -> gr.Blocks:
+    """The chat UI; each of ``tabs`` is (title, a function that builds the tab's controls), e.g. the prompt lab."""
     handlers = ChatUI(services)
     persona = handlers.default_persona()
     with gr.Blocks(title="fusionrec", analytics_enabled=False) as ui:
@@ -228,8 +225,9 @@ def build_ui(services: Services) -> gr.Blocks:
                 context = gr.Code(label="Fused context (the rendered rerank prompt)", language=None,
                                   lines=12, max_lines=30, elem_id="context")
                 raw = gr.JSON(label="Raw LLM calls (purpose, ok, latency, tokens, error, raw)", elem_id="raw-llm")
-        with gr.Tab("Prompt lab"):
-            build_prompt_lab_tab(services)
+        for title, build_tab in tabs:
+            with gr.Tab(title):
+                build_tab()
 
         picker.change(handlers.select_persona, inputs=picker,
                       outputs=[profile, chatbot, cards, info, context, raw, conv], api_name="select_persona")

@@ -11,8 +11,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from agent.evidence import reasons
 from agent.reply import money, safe
 from agent.toolkit import ToolStep
+from fusion.items import Recommendation
 
 # Scoped to the gr.HTML component by Gradio (css_template); Blocks-level css is owned by the mounting app.
 CARDS_CSS = """
@@ -48,33 +50,23 @@ def _names(values: Iterable[Any], limit: int) -> str:
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
-def evidence_lines(evidence: dict[str, Any]) -> list[str]:
-    """The stored facts behind a pick, as escaped HTML list entries (empty when there is no evidence)."""
-    lines = []
-    friends, count = list(evidence.get("friends") or []), int(evidence.get("friends_count") or 0)
-    if friends:
-        lines.append(f"Friends who chose it: {_names(friends, 3)}"
-                     + (f" ({count} in all)" if count > len(friends[:3]) else ""))
-    elif count:
-        lines.append(f"{count} friend{'s' if count != 1 else ''} chose it")
-    if evidence.get("similar_history"):
-        lines.append(f"Like your {_names(evidence['similar_history'], 2)}")
-    if evidence.get("bought_together"):
-        lines.append(f"Often chosen with your {_names(evidence['bought_together'], 2)}")
-    return lines
+def evidence_lines(item: Recommendation, show_names: bool = True) -> list[str]:
+    """The stored facts behind a pick (agent/evidence.py, the same words as the explanation), escaped for
+    HTML; empty when the item was asked about rather than ranked."""
+    return [_e(r[:1].upper() + r[1:]) for r in reasons(item, show_names, fallback=False)]
 
 
-def card_html(item: dict[str, Any], currency: str) -> str:
-    price = item.get("price")
+def card_html(item: Recommendation, currency: str) -> str:
+    price = item.price
     price_attr = f' data-price="{float(price):.2f}"' if price is not None else ""
-    tags = "".join(f'<span class="fr-tag">{_e(t)}</span>' for t in (item.get("tags") or [])[:6])
-    evidence = "".join(f"<li>{line}</li>" for line in evidence_lines(item.get("evidence") or {}))
-    why = item.get("explanation") or ""
+    tags = "".join(f'<span class="fr-tag">{_e(t)}</span>' for t in item.tags[:6])
+    evidence = "".join(f"<li>{line}</li>" for line in evidence_lines(item))
+    why = item.explanation
     return (
-        f'<article class="fr-card" data-item-id="{_e(item.get("item_id", ""))}"{price_attr}>'
-        f'<div class="fr-rank">#{_e(item.get("rank", ""))}</div>'
-        f'<h3 class="fr-title">{_e(item.get("title", ""))}</h3>'
-        f'<div class="fr-meta"><span class="fr-category">{_e(item.get("category", ""))}</span>'
+        f'<article class="fr-card" data-item-id="{_e(item.item_id)}"{price_attr}>'
+        f'<div class="fr-rank">#{_e(item.rank)}</div>'
+        f'<h3 class="fr-title">{_e(item.title)}</h3>'
+        f'<div class="fr-meta"><span class="fr-category">{_e(item.category)}</span>'
         f'<span class="fr-price">{_e(money(price, currency)) if price is not None else "no price"}</span></div>'
         + (f'<div class="fr-tags">{tags}</div>' if tags else "")
         + (f'<p class="fr-why"><strong>Why:</strong> {_e(why)}</p>' if why else "")
@@ -87,7 +79,7 @@ def notice_html(text: str) -> str:
     return f'<p class="fr-profile-empty">{_e(text)}</p>'
 
 
-def cards_html(items: list[dict[str, Any]], currency: str) -> str:
+def cards_html(items: list[Recommendation], currency: str) -> str:
     """Recommendation cards; every catalog string is HTML-escaped."""
     if not items:
         return '<div class="fr-cards"><p class="fr-empty">No items for this turn.</p></div>'
@@ -150,6 +142,6 @@ def turn_info(result: Any) -> dict[str, Any]:
         "session_id": result.session_id, "turn": result.turn, "kind": result.kind, "request_id": result.request_id,
         "llm_used": result.llm_used, "fallback_reason": result.fallback_reason, "blend_weight": result.blend_weight,
         "tokens": result.tokens, "timings_ms": result.timings_ms, "notes": result.notes, "intent": result.intent,
-        "items": [{k: i.get(k) for k in ("rank", "item_id", "title", "category", "price", "tags")}
+        "items": [i.model_dump(include={"rank", "item_id", "title", "category", "price", "tags"})
                   for i in result.items],
     }

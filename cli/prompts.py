@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.settings import PROJECT_ROOT
 from cli.settings_args import settings_from_args
+from config.settings import PROJECT_ROOT
+from promptlab.cases import STARTER_CASES
 
-DEFAULT_CASES = PROJECT_ROOT / "tests" / "prompt_cases"
+DEFAULT_CASES = STARTER_CASES
 DEFAULT_OUT = PROJECT_ROOT / "artifacts" / "prompt-lab"
 
 
@@ -27,9 +28,9 @@ def guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
     @functools.wraps(func)
     def run(args: argparse.Namespace) -> int:
         from agent.prompts import PromptError
-        from evals.prompt_lab.cases import CaseFormatError
-        from evals.prompt_lab.runner import LabError
-        from evals.prompt_lab.variants import VariantError
+        from promptlab.cases import CaseFormatError
+        from promptlab.runner import LabError
+        from promptlab.variants import VariantError
 
         try:
             return func(args)
@@ -53,10 +54,10 @@ def _write(path: str | Path | None, text: str) -> None:
 
 @guarded
 def cmd_run(args: argparse.Namespace) -> int:
-    from evals.prompt_lab.cases import load_cases
-    from evals.prompt_lab.report import html_report, markdown
-    from evals.prompt_lab.runner import Lab
-    from evals.prompt_lab.variants import Variant
+    from promptlab.cases import load_cases
+    from promptlab.report import html_report, markdown
+    from promptlab.runner import Lab
+    from promptlab.variants import Variant
 
     cases = load_cases(args.cases, args.only)
     settings = settings_from_args(args, args.backend)
@@ -73,10 +74,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @guarded
 def cmd_compare(args: argparse.Namespace) -> int:
-    from evals.prompt_lab.cases import load_cases
-    from evals.prompt_lab.report import html_report, markdown
-    from evals.prompt_lab.runner import Lab
-    from evals.prompt_lab.variants import parse_variant
+    from promptlab.cases import load_cases
+    from promptlab.report import html_report, markdown
+    from promptlab.runner import Lab
+    from promptlab.variants import parse_variant
 
     variants = [parse_variant(v) for v in args.variants]
     cases = load_cases(args.cases, args.only)
@@ -95,9 +96,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 @guarded
 def cmd_generate(args: argparse.Namespace) -> int:
-    from evals.prompt_lab.cases import write_cases
-    from evals.prompt_lab.generate import generate_cases
     from loaders import load_dataset
+    from promptlab.cases import write_cases
+    from promptlab.generate import generate_cases
 
     settings = settings_from_args(args)
     dataset = load_dataset(settings.data, settings.demo_seed)

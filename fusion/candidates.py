@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.request import RecommendRequest
+from catalog.scope import UserScope
+from fusion.request import RecommendRequest
 from retrieval.bundle import SourceModels
-from tools.scope import UserScope
 
 # The per-source evidence every candidate carries. Order matters: it is the fusion model's input.
 # Each behavioural source is seen five ways: raw; z-score over the user's allowed items (scale-free

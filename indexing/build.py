@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from agent.fusion import FusionModel
-from agent.recommender import Recommender
-from agent.settings import Settings
-from agent.training import train_fusion
+from catalog.stores import Stores, build_stores
+from fusion.model import FusionModel
+from fusion.recommender import Recommender
+from indexing.settings import IndexConfig
+from indexing.training import train_fusion
 from loaders import load_dataset
 from loaders.schema import Dataset, split_tags
 from retrieval.bundle import SourceModels
-from tools.stores import Stores, build_stores
 from vectorstore.store import SyncReport, VectorStore, item_metadata
 
 MANIFEST = "manifest.json"
@@ -49,12 +49,12 @@ def item_metadatas(stores: Stores) -> list[dict[str, Any]]:
             for i in range(stores.n_items)]
 
 
-def _manifest(dataset: Dataset, settings: Settings, collection: str) -> dict[str, Any]:
+def _manifest(dataset: Dataset, settings: IndexConfig, collection: str) -> dict[str, Any]:
     return {"fingerprint": dataset.fingerprint(), "dataset": settings.data, "collection": collection,
             "sources": settings.sources.model_dump(), "fusion": settings.fusion.model_dump(exclude={"query_weight"})}
 
 
-def build_index(settings: Settings, progress: bool = True, dataset: Dataset | None = None) -> IndexReport:
+def build_index(settings: IndexConfig, progress: bool = True, dataset: Dataset | None = None) -> IndexReport:
     started = time.perf_counter()
     dataset = dataset or load_dataset(settings.data, settings.demo_seed)
     stores = build_stores(dataset)
@@ -84,7 +84,7 @@ def build_index(settings: Settings, progress: bool = True, dataset: Dataset | No
                        fusion=fusion)
 
 
-def load_recommender(settings: Settings, dataset: Dataset | None = None, build_if_missing: bool = False) -> Recommender:
+def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, build_if_missing: bool = False) -> Recommender:
     """Load the index for the configured data (building it first when asked and it is missing or stale)."""
     dataset = dataset or load_dataset(settings.data, settings.demo_seed)
     folder = settings.index_dir

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.candidates import FEATURES
+from fusion.candidates import FEATURES
 
 # Used only when there is no behaviour to learn from (a brand-new catalog): a sensible prior.
 DEFAULT_WEIGHTS = {"cf_z": 1.0, "knn_z": 1.0, "social_share": 0.5, "content_z": 0.5, "popularity_rank": 0.2}

@@ -1,4 +1,5 @@
-"""What a recommendation call asks for: hard constraints, soft query, exclusions, anchors, size."""
+"""Hard conditions a request may filter on (category, price range, tags, exclusions), vectorised over
+the catalog, and the minimal relaxation of tags when nothing meets them all."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from itertools import combinations
 
 import numpy as np
 
-from tools.stores import Stores
+from catalog.stores import Stores
 
 
 @dataclass
@@ -82,16 +83,3 @@ def relax_tags(constraints: Constraints, stores: Stores) -> list[str]:
             return [t for t in tags if t not in best[1]]
     constraints.tags = []
     return tags
-
-
-@dataclass
-class RecommendRequest:
-    user_id: str
-    k: int = 10
-    query: str | None = None  # soft preferences in words
-    constraints: Constraints = field(default_factory=Constraints)
-    exclude_items: list[str] = field(default_factory=list)  # rejected or already shown
-    like_items: list[str] = field(default_factory=list)  # "more like this one"
-    hints: list[str] = field(default_factory=list)  # candidates found by the agent's tools this turn
-    use_friends: bool = True
-    exclude_seen: str = "positive"  # "positive": drop items bought/liked; "all": drop every interacted item

@@ -1,4 +1,4 @@
-"""The prompt-lab tab: one case (from tests/prompt_cases or typed) run with two prompt sets side by side,
+"""The prompt-lab tab: one case (a starter case shipped with the package, or typed) run with two prompt sets side by side,
 each through its own ChatAgent on the shared recommender and LLM, with the fused context and raw output.
 
 The tab acts as whichever user is typed: mount it only in a UI meant for developers.
@@ -18,14 +18,15 @@ from typing import Any
 import gradio as gr
 
 from agent.prompts import load_prompt_set
-from agent.session import SessionStore
-from agent.settings import PROJECT_ROOT
-from evals.prompt_lab.cases import Case, CaseFormatError, load_cases
-from evals.prompt_lab.checks import ItemFacts, catalog_facts, leak_snippets
-from evals.prompt_lab.runner import CaseRun, build_agent, run_case
-from web.services import Services
+from fusion.recommender import Recommender
+from llm_client.client import LLM
+from promptlab.cases import STARTER_CASES, Case, CaseFormatError, load_cases
+from promptlab.checks import ItemFacts, catalog_facts, leak_snippets
+from promptlab.runner import CaseRun, build_agent, run_case
+from promptlab.settings import LabConfig
+from storage.sessions import SessionStore
 
-CASES_DIR = PROJECT_ROOT / "tests" / "prompt_cases"
+CASES_DIR = STARTER_CASES
 TYPED = "(type your own)"
 _MD_ESCAPE = re.compile(r"\\(.)")
 
@@ -92,8 +93,19 @@ def raw_text(run: CaseRun) -> str:
 
 
 @dataclass
+class LabServices:
+    """What the tab runs on: the served recommender and model, the settings, and who it may act as."""
+
+    recommender: Recommender
+    llm: LLM | None
+    settings: LabConfig
+    personas: list[str]  # user ids offered in the tab
+    llm_error: str | None = None
+
+
+@dataclass
 class LabTab:
-    services: Services
+    services: LabServices
     cases: dict[str, Case]
 
     @cached_property
@@ -134,7 +146,7 @@ class LabTab:
         return (case.user, case.message, "\n".join(case.conversation)) if case else ("", "", "")
 
 
-def build_prompt_lab_tab(services: Services) -> None:
+def build_prompt_lab_tab(services: LabServices) -> None:
     """Create the tab's controls inside the current Gradio context (a ``gr.Tab``)."""
     cases, error = starter_cases()
     tab = LabTab(services, cases)
@@ -145,8 +157,8 @@ def build_prompt_lab_tab(services: Services) -> None:
     gr.Markdown("Run one case with two prompt sets side by side. " + llm_note
                 + (f"\n\nCases could not be loaded: {error}" if error else ""))
     with gr.Row():
-        case_id = gr.Dropdown([TYPED, *cases], value=TYPED, label="case (tests/prompt_cases)")
-        user = gr.Textbox(label="user id", value=services.persona_ids(1)[0] if services.persona_ids(1) else "")
+        case_id = gr.Dropdown([TYPED, *cases], value=TYPED, label="case (starter suite)")
+        user = gr.Textbox(label="user id", value=services.personas[0] if services.personas else "")
     conversation = gr.Textbox(label="earlier messages (one per line, replayed first)", lines=2)
     message = gr.Textbox(label="message")
     with gr.Row():

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from loaders.sanitize import strip_instructions
+from catalog.items import Item
+from catalog.sanitize import strip_instructions
 from loaders.schema import Dataset, UnknownItem, UnknownUser, split_tags
 
 
@@ -74,17 +75,15 @@ class Stores:
             mask[self.items_by_tag[:, col].indices] = True
         return mask
 
-    def item_record(self, i: int) -> dict[str, object]:
+    def item(self, i: int) -> Item:
         price = self.prices[i]
-        return {
-            "item_id": str(self.item_ids[i]),
-            "title": self.titles[i],
-            "category": str(self.categories[i]),
-            "tags": list(self.tag_lists[i]),
-            "description": self.descriptions[i],
-            "price": None if np.isnan(price) else float(price),
-            "popularity": int(self.popularity[i]),
-        }
+        return Item(item_id=str(self.item_ids[i]), title=self.titles[i], category=str(self.categories[i]),
+                    tags=list(self.tag_lists[i]), description=self.descriptions[i],
+                    price=None if np.isnan(price) else float(price), popularity=int(self.popularity[i]))
+
+    def item_record(self, i: int) -> dict[str, object]:
+        """The item as plain data (what the tools return to a model)."""
+        return self.item(i).model_dump()
 
     def item_text(self, i: int) -> str:
         """The text that is embedded for semantic search."""

@@ -3,53 +3,20 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from agent.candidates import CandidatePool, build_pool
-from agent.fusion import FusionModel
-from agent.request import RecommendRequest
-from agent.settings import Settings
+from catalog.scope import UserScope, scope_for
+from catalog.stores import Stores
+from fusion.candidates import CandidatePool, build_pool
+from fusion.items import Evidence, Recommendation
+from fusion.model import FusionModel
+from fusion.request import RecommendRequest
+from fusion.settings import RankConfig
 from retrieval.bundle import SourceModels
-from tools.scope import UserScope, scope_for
-from tools.stores import Stores
 from vectorstore.store import VectorStore, where_clause
-
-
-@dataclass
-class Evidence:
-    """What we know about why an item fits: every field comes from the stores, never from a model."""
-
-    fusion_score: float
-    cf_score: float
-    cooccurrence: float
-    content_similarity: float
-    friends_count: int
-    friends: list[str]  # display names (empty when the privacy level is 'counts')
-    similar_history: list[str]  # titles of the user's items whose text this one resembles
-    bought_together: list[str]  # titles of the user's items often bought/used by the same people
-    popularity: int
-    trend: float
-    query_similarity: float | None
-    constraints_met: list[str]
-
-
-@dataclass
-class Recommendation:
-    rank: int
-    item_id: str
-    title: str
-    category: str
-    price: float | None
-    tags: list[str]
-    description: str
-    score: float
-    evidence: Evidence
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -81,7 +48,7 @@ def _zscore(values: np.ndarray) -> np.ndarray:
 
 
 class Recommender:
-    def __init__(self, stores: Stores, models: SourceModels, fusion: FusionModel, settings: Settings,
+    def __init__(self, stores: Stores, models: SourceModels, fusion: FusionModel, settings: RankConfig,
                  vector_store: VectorStore | None = None, collection: str | None = None):
         self.stores = stores
         self.models = models
@@ -178,7 +145,7 @@ class Recommender:
                   links: tuple[list[str], list[str]]) -> Recommendation:
         stores = self.stores
         i = int(pool.items[j])
-        record = stores.item_record(i)
+        item = stores.item(i)
         s = pool.scores
         friend_names: list[str] = []
         friends_count = int(s.social_count[i])
@@ -201,8 +168,5 @@ class Recommender:
             query_similarity=round(float(s.query[i]), 4) if s.query is not None else None,
             constraints_met=request.constraints.met_by(stores, i),
         )
-        return Recommendation(rank=rank, item_id=str(record["item_id"]), title=str(record["title"]),
-                              category=str(record["category"]), price=record["price"],  # type: ignore[arg-type]
-                              tags=_requested_first(record["tags"], request.constraints.tags),  # type: ignore[arg-type]
-                              description=str(record["description"]),
-                              score=round(final, 4), evidence=evidence)
+        return Recommendation(**item.model_dump(exclude={"tags"}), tags=_requested_first(item.tags, request.constraints.tags),
+                              rank=rank, score=round(final, 4), evidence=evidence)

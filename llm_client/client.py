@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent.settings import LLMSettings
+from llm_client.settings import LLMSettings
 
 
 class LLMError(RuntimeError):
@@ -82,19 +82,36 @@ class _LoadedModel:
     llama: Any
     stop_at: list[float]  # deadline read by llama.cpp's abort callback (perf_counter seconds)
     callback: Any  # keeps the ctypes callback alive
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one generation at a time per model
 
 
-_LOADED: dict[tuple[str, int, str | None], _LoadedModel] = {}
-_LOAD_LOCK = threading.Lock()
+class LocalModels:
+    """The GGUF models loaded by this process, shared by every LocalLLM built with this cache; owned by
+    whoever serves (the app's services, a benchmark run) and closed by it."""
 
+    def __init__(self) -> None:
+        self._loaded: dict[tuple[str, int, str | None], _LoadedModel] = {}
+        self._lock = threading.Lock()
+        # Free the models while llama_cpp is still intact: left to ``Llama.__del__`` at interpreter
+        # shutdown, freeing runs after the module's globals are gone and prints a TypeError traceback.
+        atexit.register(self.close)
 
-def _close_loaded_models() -> None:
-    """Free the models while llama_cpp is still intact: left to ``Llama.__del__`` at interpreter
-    shutdown, freeing runs after the module's globals are gone and prints a TypeError traceback."""
-    with _LOAD_LOCK:
-        for loaded in _LOADED.values():
-            loaded.llama.close()
-        _LOADED.clear()
+    def get(self, settings: LLMSettings, model_path: str) -> _LoadedModel:
+        from llama_cpp import Llama
+
+        key = (model_path, settings.n_ctx, settings.chat_format)
+        with self._lock:
+            if key not in self._loaded:
+                llama = Llama(model_path=model_path, n_ctx=settings.n_ctx, n_threads=settings.n_threads,
+                              chat_format=settings.chat_format, seed=settings.seed, verbose=False)
+                self._loaded[key] = _install_abort_callback(llama)
+            return self._loaded[key]
+
+    def close(self) -> None:
+        with self._lock:
+            for loaded in self._loaded.values():
+                loaded.llama.close()
+            self._loaded.clear()
 
 
 def _install_abort_callback(llama: Any) -> _LoadedModel:
@@ -118,36 +135,23 @@ def _install_abort_callback(llama: Any) -> _LoadedModel:
 
 
 class LocalLLM:
-    """llama-cpp-python on a GGUF file. The model is loaded once per process and shared.
+    """llama-cpp-python on a GGUF file, loaded once per ``LocalModels`` cache and shared.
 
     The system prompt is the first message and does not change between calls, so llama.cpp's prefix
     matching reuses its KV cache: only the new tokens of each call are evaluated.
     """
 
-    def __init__(self, settings: LLMSettings):
+    def __init__(self, settings: LLMSettings, models: LocalModels | None = None):
         self.settings = settings
         self.model_path = settings.model_path or default_model_path()
         if not Path(self.model_path).is_file():
             raise LLMError("model_missing", f"GGUF file not found: {self.model_path}")
         self.name = Path(self.model_path).stem
-        self._lock = threading.Lock()  # one generation at a time per model
-        self._loaded = self._load()
+        self.models = models or LocalModels()
+        self._loaded = self.models.get(settings, self.model_path)
+        self._lock = self._loaded.lock
         self._llama = self._loaded.llama
         self._hash: str | None = None
-
-    def _load(self) -> _LoadedModel:
-        from llama_cpp import Llama
-
-        key = (self.model_path, self.settings.n_ctx, self.settings.chat_format)
-        with _LOAD_LOCK:
-            if key not in _LOADED:
-                llama = Llama(model_path=self.model_path, n_ctx=self.settings.n_ctx,
-                              n_threads=self.settings.n_threads, chat_format=self.settings.chat_format,
-                              seed=self.settings.seed, verbose=False)
-                if not _LOADED:
-                    atexit.register(_close_loaded_models)  # after llama_cpp's own handlers, so it runs first
-                _LOADED[key] = _install_abort_callback(llama)
-            return _LOADED[key]
 
     def identity(self) -> str:
         if self._hash is None:
@@ -305,9 +309,10 @@ class HostedLLM:
                            truncated=choice.finish_reason == "length")
 
 
-def make_llm(settings: LLMSettings) -> LLM | None:
+def make_llm(settings: LLMSettings, models: LocalModels | None = None) -> LLM | None:
+    """The configured backend (None when it is off); local models load into ``models`` when given."""
     if settings.backend == "off":
         return None
     if settings.backend == "local":
-        return LocalLLM(settings)
+        return LocalLLM(settings, models)
     return HostedLLM(settings)

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from agent.candidates import build_pool
-from agent.fusion import FusionModel
-from agent.request import RecommendRequest
-from agent.settings import Settings
+from catalog.scope import scope_for
+from catalog.stores import Stores, build_stores
+from fusion.candidates import build_pool
+from fusion.model import FusionModel
+from fusion.request import RecommendRequest
+from indexing.settings import IndexConfig
 from loaders.schema import Dataset
 from retrieval.bundle import SourceModels
-from tools.scope import scope_for
-from tools.stores import Stores, build_stores
 
 
 @dataclass
@@ -73,7 +73,7 @@ def training_rows(stores: Stores, models: SourceModels, held: pd.DataFrame, per_
     return np.vstack(xs), np.concatenate(ys), np.concatenate(groups)
 
 
-def fold_rows(splits: list[Split], settings: Settings, item_embeddings_for: Callable[[Stores], np.ndarray],
+def fold_rows(splits: list[Split], settings: IndexConfig, item_embeddings_for: Callable[[Stores], np.ndarray],
               stores_of: Callable[[Split], Stores] = lambda split: build_stores(split.train)
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Training rows of every fold: sources fit without the fold's held-out items, labels = those items,
@@ -94,7 +94,7 @@ def fold_rows(splits: list[Split], settings: Settings, item_embeddings_for: Call
     return np.vstack(xs), np.concatenate(ys), np.concatenate(gs)
 
 
-def train_fusion(dataset: Dataset, settings: Settings, item_embeddings_for: Callable[[Stores], np.ndarray]) -> FusionModel:
+def train_fusion(dataset: Dataset, settings: IndexConfig, item_embeddings_for: Callable[[Stores], np.ndarray]) -> FusionModel:
     """Hold out items in several folds, fit the sources without them, learn fusion weights on them."""
     f = settings.fusion
     splits = [s for s in fusion_folds(dataset, f.validation_fraction, settings.sources.seed, f.folds)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.request import Constraints
+from catalog.constraints import Constraints
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+STARTER_CASES = Path(__file__).resolve().parent / "cases"  # shipped as package data
 REPLY_KINDS = ("recommendations", "answer", "refusal")
 # Every expectation type a report counts; "grounded", "no_leak" and "excluded" are checked on every case.
 EXPECTATION_TYPES = ("kind", "constraints", "grounded", "no_leak", "excluded", "prompt", "min_picks",

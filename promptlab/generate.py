@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.indexer import item_metadatas, item_texts
-from agent.recommender import Recommender
-from agent.settings import Settings
-from agent.training import holdout, train_fusion
-from evals.prompt_lab.cases import Case, Expect
+from catalog.stores import Stores, build_stores
+from fusion.recommender import Recommender
+from indexing.build import item_metadatas, item_texts
+from indexing.training import holdout, train_fusion
 from loaders.schema import Dataset
+from promptlab.cases import Case, Expect
+from promptlab.settings import LabConfig
 from retrieval.bundle import SourceModels
-from tools.stores import Stores, build_stores
 from vectorstore.store import VectorStore
 
 DEFAULT_MESSAGE = "What would you recommend for me?"
@@ -27,7 +27,7 @@ def generate_cases(dataset: Dataset, n: int, seed: int, fraction: float = 0.2, m
                    data: str | None = None, k: int | None = None, demo_seed: int | None = None) -> list[Case]:
     """``n`` cases, one per sampled user, each targeting one of that user's held-out items.
 
-    The split is ``agent.training.holdout(dataset, fraction, seed)``; ``message`` may use
+    The split is ``indexing.training.holdout(dataset, fraction, seed)``; ``message`` may use
     ``{category}`` (the target's category) to simulate a shopper who says what kind of thing they want.
     ``data`` is the settings value that loads ``dataset`` ("demo" or a folder); it is recorded in every
     case so a run can refuse to score them on other data.
@@ -55,7 +55,7 @@ def generate_cases(dataset: Dataset, n: int, seed: int, fraction: float = 0.2, m
     return cases
 
 
-def holdout_recommender(settings: Settings, dataset: Dataset, fraction: float, seed: int) -> Recommender:
+def holdout_recommender(settings: LabConfig, dataset: Dataset, fraction: float, seed: int) -> Recommender:
     """A Recommender on ``holdout(dataset, fraction, seed).train`` (like evals/offline.py): sources, fusion
     weights and the vector collection all built without the held-out pairs."""
     split = holdout(dataset, fraction, seed)

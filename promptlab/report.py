@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from evals.prompt_lab.cases import EXPECTATION_TYPES
-from evals.prompt_lab.runner import CaseRun, VariantRun
+from promptlab.cases import EXPECTATION_TYPES
+from promptlab.runner import CaseRun, VariantRun
 
 
 def _rate(num: int, den: int) -> str:

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from evals.prompt_lab.cases import Case, PickConstraints
+from promptlab.cases import Case, PickConstraints
 
 _ESCAPED = re.compile(r"\\(.)")
 
@@ -28,7 +28,7 @@ class ItemFacts:
 
 
 def catalog_facts(stores: Any) -> dict[str, ItemFacts]:
-    """item id -> the facts the checker compares picks with (from a tools.stores.Stores)."""
+    """item id -> the facts the checker compares picks with (from a catalog.stores.Stores)."""
     out = {}
     for i in range(stores.n_items):
         rec = stores.item_record(i)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from tools.stores import Stores
+from catalog.stores import Stores
 
 
 class ScopeViolation(PermissionError):

@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from agent.chat import ChatAgent
-from agent.indexer import load_recommender
-from agent.llm import LLM, make_llm
 from agent.llm_stage import LLMStage, StageResult
 from agent.prompts import PromptSet, load_prompt_set
-from agent.recommender import Recommender
-from agent.session import SessionStore
-from agent.settings import Settings
-from evals.prompt_lab.cases import Case, suite_hash
-from evals.prompt_lab.checks import (
+from fusion.recommender import Recommender
+from indexing.build import load_recommender
+from indexing.calibration import load_blend_weight
+from llm_client.client import LLM, LocalModels, make_llm
+from promptlab.cases import Case, suite_hash
+from promptlab.checks import (
     Check,
     ItemFacts,
     Observation,
@@ -36,7 +35,9 @@ from evals.prompt_lab.checks import (
     leak_snippets,
     target_hit,
 )
-from evals.prompt_lab.variants import Variant
+from promptlab.settings import LabConfig
+from promptlab.variants import Variant
+from storage.sessions import SessionStore
 
 Progress = Callable[[str], None]
 
@@ -140,11 +141,12 @@ class VariantRun:
 class Lab:
     """Services for prompt-lab runs, built once from the settings and shared between variants."""
 
-    def __init__(self, settings: Settings, recommender: Recommender | None = None, llm: LLM | None = None):
+    def __init__(self, settings: LabConfig, recommender: Recommender | None = None, llm: LLM | None = None):
         self.settings = settings
         self._recommenders: dict[tuple[Any, ...], Recommender] = {}
         self._llms: dict[tuple[Any, ...], LLM | None] = {}
         self._facts: dict[int, dict[str, ItemFacts]] = {}
+        self.models = LocalModels()  # GGUF files loaded for this lab's variants
         if recommender is not None:
             self._recommenders[()] = recommender
         if llm is not None:
@@ -162,8 +164,8 @@ class Lab:
         return self._recommenders[key]
 
     def _holdout(self, spec: dict[str, Any]) -> Recommender:
-        from evals.prompt_lab.generate import holdout_recommender
         from loaders import load_dataset
+        from promptlab.generate import holdout_recommender
 
         data, demo_seed = str(spec["data"]), spec.get("demo_seed")
         if data != self.settings.data or (demo_seed is not None and int(demo_seed) != self.settings.demo_seed):
@@ -172,20 +174,20 @@ class Lab:
         dataset = load_dataset(self.settings.data, self.settings.demo_seed)
         return holdout_recommender(self.settings, dataset, float(spec["fraction"]), int(spec["seed"]))
 
-    def variant_settings(self, variant: Variant) -> Settings:
+    def variant_settings(self, variant: Variant) -> LabConfig:
         llm = self.settings.llm.model_copy(update=variant.llm_overrides(self.settings.llm.backend))
         return self.settings.model_copy(update={"llm": llm, "prompt_set": variant.prompt_set})
 
     @staticmethod
-    def _llm_key(settings: Settings) -> tuple[Any, ...]:
+    def _llm_key(settings: LabConfig) -> tuple[Any, ...]:
         s = settings.llm
         return (s.backend, s.model_path, s.model, s.base_url, s.n_ctx, s.chat_format)
 
-    def llm(self, settings: Settings) -> LLM | None:
+    def llm(self, settings: LabConfig) -> LLM | None:
         key = self._llm_key(settings)
         if key not in self._llms:
             try:
-                self._llms[key] = make_llm(settings.llm)
+                self._llms[key] = make_llm(settings.llm, self.models)
             except Exception as exc:  # a comparison must not silently fall back to "no model"
                 raise LabError(f"cannot load the {settings.llm.backend} LLM: {exc}") from exc
         return self._llms[key]
@@ -263,10 +265,11 @@ class _Bench:
                           cases=self.runs, started=self.started, seconds=round(self.seconds, 1))
 
 
-def build_agent(recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: Settings,
+def build_agent(recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: LabConfig,
                 sessions: SessionStore) -> tuple[ChatAgent, StageRecorder]:
     """A real ChatAgent whose stages report their StageResult to the returned recorder."""
-    agent = ChatAgent(recommender, llm, prompts, settings, sessions)
+    calibrated = load_blend_weight(settings.index_dir, llm.identity()) if llm is not None else None
+    agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibrated_weight=calibrated)
     recorder = StageRecorder(agent.stage)
     same = agent.fusion_only is agent.stage  # one object when the LLM is off
     agent.fusion_only = recorder if same else StageRecorder(agent.fusion_only, sink=recorder)  # type: ignore[assignment]
@@ -310,7 +313,7 @@ def run_case(agent: ChatAgent, recorder: StageRecorder, case: Case, facts: dict[
                    known_bug=case.known_bug)
 
 
-def run_config(settings: Settings, cases: list[Case], weights: dict[str, float],
+def run_config(settings: LabConfig, cases: list[Case], weights: dict[str, float],
                replay_with_llm: bool) -> dict[str, Any]:
     llm = settings.llm
     try:

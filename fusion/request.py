@@ -1,0 +1,20 @@
+"""What a recommendation call asks for: hard constraints, soft query, exclusions, anchors, size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from catalog.constraints import Constraints
+
+
+@dataclass
+class RecommendRequest:
+    user_id: str
+    k: int = 10
+    query: str | None = None  # soft preferences in words
+    constraints: Constraints = field(default_factory=Constraints)
+    exclude_items: list[str] = field(default_factory=list)  # rejected or already shown
+    like_items: list[str] = field(default_factory=list)  # "more like this one"
+    hints: list[str] = field(default_factory=list)  # candidates found by the agent's tools this turn
+    use_friends: bool = True
+    exclude_seen: str = "positive"  # "positive": drop items bought/liked; "all": drop every interacted item

@@ -1,0 +1,1 @@
+"""Durable state: conversation sessions (SQLite by default)."""
