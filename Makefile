@@ -59,3 +59,9 @@ lint: setup
 
 clean:
 	rm -rf .fusionrec artifacts
+
+# Simulated listeners on Last.fm: the app (LLM off, over its OpenAI API) vs. tag-filter references. The first
+# run builds the app's index on the train split (tens of minutes); pass HOME_DIR=<folder> to reuse one.
+.PHONY: bench-conversation
+bench-conversation: setup
+	$(BIN)/python -m evals.conversation_sim --data $(SHARED)/lastfm-hetrec2011 --users 300 --seed 7 --json docs/benchmarks/conversation-lastfm.json --out docs/benchmarks/lastfm $(if $(HOME_DIR),--home $(HOME_DIR))
