@@ -1,4 +1,4 @@
-"""Data loaders: Last.fm HetRec 2011, the generic CSV/Parquet format, and the generated demo shop."""
+"""Data loaders: Last.fm HetRec 2011, MovieLens, the generic CSV/Parquet format, and the generated demo shop."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from loaders.schema import DataFormatError, Dataset, UnknownItem, UnknownUser
 
 
 def load_dataset(spec: str, demo_seed: int = 7) -> Dataset:
-    """'demo' | 'lastfm:<folder>' | '<folder>' (a Last.fm HetRec folder is recognised by its files)."""
+    """'demo' | 'lastfm:<folder>' | 'movielens:<folder>' | 'generic:<folder>' | '<folder>' (a Last.fm HetRec
+    or MovieLens folder is recognised by its files; any other folder is read in the generic format)."""
     if spec == "demo":
         from loaders.demo import make_demo
 
@@ -15,6 +16,10 @@ def load_dataset(spec: str, demo_seed: int = 7) -> Dataset:
         from loaders.lastfm import load_lastfm
 
         return load_lastfm(spec.split(":", 1)[1])
+    if spec.startswith("movielens:"):
+        from loaders.movielens import load_movielens
+
+        return load_movielens(spec.split(":", 1)[1])
     from pathlib import Path
 
     folder = Path(spec.removeprefix("generic:"))
@@ -22,6 +27,10 @@ def load_dataset(spec: str, demo_seed: int = 7) -> Dataset:
         from loaders.lastfm import load_lastfm
 
         return load_lastfm(folder)
+    if not spec.startswith("generic:") and (folder / "ratings.csv").is_file() and (folder / "movies.csv").is_file():
+        from loaders.movielens import load_movielens
+
+        return load_movielens(folder)
     from loaders.generic import load_generic
 
     return load_generic(folder)

@@ -21,6 +21,7 @@ CATALOG_COLUMNS: dict[str, str] = {
     "tags": "string",
     "description": "string",
     "price": "float64",
+    "brand": "string",  # optional: who makes it (matched as a brand in messages; never guessed from titles)
 }
 INTERACTION_COLUMNS: dict[str, str] = {
     "user_id": "string",
@@ -97,6 +98,8 @@ class Dataset:
     # Optional user tag events: item tags are derived from them when present (Last.fm).
     tag_events: pd.DataFrame | None = None
     currency: str = ""
+    # A rating counts as positive when weight >= rating_threshold (None: every rating is positive).
+    rating_threshold: float | None = None
 
     def without_pairs(self, pairs: pd.DataFrame) -> Dataset:
         """The dataset with every event of the given (user_id, item_id) pairs removed (evaluation holdout).
@@ -124,7 +127,16 @@ class Dataset:
 
 
 def coerce(frame: pd.DataFrame, columns: dict[str, str], path: str | Path, table: str) -> pd.DataFrame:
-    """Check required columns, add optional ones, cast types; errors name the file, line and column."""
+    """Check required columns, add optional ones, cast types; errors name the file, line and column.
+
+    Date/time columns are read per column, as one of: ISO 8601 strings, Unix seconds or Unix
+    milliseconds (all read as UTC, stored without a time zone). A column whose non-empty values are
+    all integers (optionally with a fractional part, e.g. ``881250949`` or ``1700000000.5``) is epoch
+    time: milliseconds when its largest absolute value is >= 1e11 (year 5138 in seconds), seconds
+    otherwise. So a compact date such as ``20240115`` is read as seconds: write ``2024-01-15``.
+    A column mixing numbers and date strings is an error naming the first line whose value is not
+    of the kind of the column's first non-empty value.
+    """
     missing = [c for c in REQUIRED[table] if c not in frame.columns]
     if missing:
         raise DataFormatError(path, f"missing required column(s) {missing}; found {list(frame.columns)}", line=1,
@@ -147,18 +159,66 @@ def coerce(frame: pd.DataFrame, columns: dict[str, str], path: str | Path, table
                 raise DataFormatError(path, f"not a number: {raw.iloc[row]!r}", line=row + 2, column=col)
             out[col] = values.astype("float64")
         else:
-            values = pd.to_datetime(raw, errors="coerce", utc=True).dt.tz_localize(None)
-            bad = values.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise DataFormatError(path, f"not a date/time: {raw.iloc[row]!r}", line=row + 2, column=col)
-            out[col] = values.astype("datetime64[ns]")
+            out[col] = _datetimes(raw, path, col)
     for col in REQUIRED[table]:
         empty = out[col].isna() | (out[col] == "")
         if empty.any():
             row = int(np.flatnonzero(empty.to_numpy())[0])
             raise DataFormatError(path, "empty value in a required column", line=row + 2, column=col)
     return out.reset_index(drop=True)
+
+
+_EPOCH = r"[+-]?\d+(?:\.\d*)?"
+
+
+def _datetimes(raw: pd.Series, path: str | Path, col: str) -> pd.Series:
+    """One date/time column as naive UTC datetime64[ns] (the rule is in ``coerce``'s docstring)."""
+    if pd.api.types.is_datetime64_any_dtype(raw):  # Parquet keeps real timestamps
+        values = raw.dt.tz_convert(None) if getattr(raw.dt, "tz", None) is not None else raw
+        return _nanoseconds(values, raw, path, col)
+    text = raw.astype("string").str.strip()
+    present = (raw.notna() & text.notna() & (text != "")).to_numpy(bool)
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        numeric = present.copy()
+    else:
+        numeric = present & text.str.fullmatch(_EPOCH).fillna(False).to_numpy(bool)
+    if numeric.any() and (present & ~numeric).any():
+        first = int(np.flatnonzero(present)[0])
+        odd = int(np.flatnonzero(present & (numeric != numeric[first]))[0])
+        if numeric[first]:
+            why = f"{raw.iloc[odd]!r} is not a Unix time like the column's first value (line {first + 2})"
+        else:
+            why = f"{raw.iloc[odd]!r} is a Unix time, the column's first value (line {first + 2}) a date string"
+        raise DataFormatError(path, f"mixes Unix times and date strings: {why}", line=odd + 2, column=col)
+    if numeric.any():
+        number = pd.to_numeric(text.where(pd.Series(present, index=raw.index)), errors="coerce").astype("float64")
+        unit = "ms" if float(number.abs().max()) >= 1e11 else "s"
+        try:
+            return pd.to_datetime(number, unit=unit).astype("datetime64[ns]")
+        except (pd.errors.OutOfBoundsDatetime, OverflowError):
+            row = int(np.nanargmax(number.abs().to_numpy()))
+            raise DataFormatError(path, f"Unix time out of range (years 1677-2262): {raw.iloc[row]!r}",
+                                  line=row + 2, column=col) from None
+    values = pd.to_datetime(raw, errors="coerce", utc=True)
+    retry = values.isna().to_numpy() & present
+    if retry.any():  # mixed ISO 8601 variants (a date here, a date-time with offset there)
+        values = values.where(~retry, pd.to_datetime(raw.where(retry), errors="coerce", utc=True, format="ISO8601"))
+    bad = values.isna().to_numpy() & present
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(path, f"not a date/time: {raw.iloc[row]!r}", line=row + 2, column=col)
+    return _nanoseconds(values.dt.tz_localize(None), raw, path, col)
+
+
+def _nanoseconds(values: pd.Series, raw: pd.Series, path: str | Path, col: str) -> pd.Series:
+    try:
+        return values.astype("datetime64[ns]")
+    except (pd.errors.OutOfBoundsDatetime, OverflowError):
+        low, high = pd.Timestamp.min, pd.Timestamp.max
+        outside = (values.notna() & ((values < low) | (values > high))).to_numpy(bool)
+        row = int(np.flatnonzero(outside)[0]) if outside.any() else 0
+        raise DataFormatError(path, f"date/time out of range (years 1677-2262): {raw.iloc[row]!r}",
+                              line=row + 2, column=col) from None
 
 
 def check_unique(frame: pd.DataFrame, column: str, path: str | Path) -> None:
@@ -192,6 +252,8 @@ def finalize(
         category=catalog["category"].fillna("").str.lower(),
         tags=catalog["tags"].fillna("").str.lower(),
         description=catalog["description"].fillna(""),
+        brand=(catalog["brand"] if "brand" in catalog else pd.Series("", index=catalog.index, dtype="string"))
+        .fillna("").astype("string").str.strip(),
     )
     check_references(interactions, "item_id", catalog["item_id"], paths["interactions"], "item")
     interactions = interactions.assign(
