@@ -1,6 +1,7 @@
 """One conversational turn end to end — the only place that knows the whole order:
 
-message -> checks -> intent -> plan (tools) -> execute tools -> fuse -> rerank -> explain -> reply,
+message -> checks -> intent (act + slots) -> plan -> run each tool once -> the answer the act needs
+(ranked picks: fuse -> rerank -> explain; an item's facts; a comparison; a catalog fact) -> reply,
 then the turn and the session memory are stored in one transaction.
 """
 
@@ -15,9 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from agent.acts import ActClassifier, load_exemplars
+from agent.answers import catalog_answer, comparison_rows, comparison_text
+from agent.evidence import reasons
 from agent.intent import Intent, IntentParser
+from agent.linker import EntityLinker
 from agent.llm_stage import LLMStage
-from agent.planner import Plan, plan_turn
+from agent.planner import Plan, Planner
 from agent.prompts import PromptSet
 from agent.reply import REFUSALS, item_answer, recommendations_text
 from agent.settings import AgentConfig
@@ -28,9 +33,11 @@ from catalog.scope import UserScope, scope_for
 from catalog.stores import Stores
 from fusion.items import Recommendation
 from fusion.recommender import Recommender
+from fusion.request import RecommendRequest
 from llm_client.client import LLM
 from storage.sessions import SessionState, SessionStore
 from tools.history import HistoryEntry, user_history
+from tools.social import FriendSignal
 
 log = logging.getLogger("fusionrec.chat")
 Event = Callable[[str, Any], None]
@@ -51,9 +58,10 @@ class TooLarge(ValueError):
 class TurnResult:
     session_id: str
     turn: int
-    kind: str  # recommendations | answer | refusal
+    kind: str  # recommendations | answer | comparison | refusal
     reply: str
     items: list[Recommendation] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)  # a catalog answer's numbers, a comparison's table
     steps: list[dict[str, Any]] = field(default_factory=list)
     intent: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -98,7 +106,14 @@ class ChatAgent:
         self.prompts = prompts
         self.settings = settings
         self.sessions = sessions
-        self.parser = IntentParser(recommender.stores, prompts, llm)
+        stores = recommender.stores
+        embedder = recommender.vector_store.embedder if recommender.vector_store is not None else None
+        classifier = None
+        if embedder is not None:
+            embedder.model()  # load MiniLM now, not on the first message that is not in the cache
+            classifier = ActClassifier(embedder.embed, load_exemplars(prompts.root, prompts.name))
+        self.parser = IntentParser(stores, prompts, llm, classifier, EntityLinker(stores))
+        self.planner = Planner(stores, settings.api.default_k, settings.api.max_k)
         self.stage = LLMStage(recommender, llm, prompts, settings, calibrated_weight)
         self.fusion_only = LLMStage(recommender, None, prompts, settings) if llm is not None else self.stage
 
@@ -136,12 +151,13 @@ class ChatAgent:
         emit = on_event or (lambda kind, payload: None)
         deadline = started + self.settings.api.turn_deadline_s
         intent_llm = use_llm and self.llm is not None and self.settings.llm.intent_with_llm
-        intent = self.parser.parse(message, use_llm=intent_llm, budget_s=self.settings.api.turn_deadline_s / 3)
+        intent = self.parser.parse(message, use_llm=intent_llm, budget_s=self.settings.api.turn_deadline_s / 3,
+                                   has_list=bool(session.state.last_list))
         emit("intent", intent.summary())
         available = np.ones(self.recommender.stores.n_items, bool)
         available[scope.own_positive().indices] = False  # what the user already has is never shown
-        plan = plan_turn(intent, session.state, user_id, self.recommender.stores,
-                         k or self.settings.api.default_k, self.settings.api.max_k, available=available)
+        planner = self.planner if k is None else Planner(self.recommender.stores, k, self.settings.api.max_k)
+        plan = planner.plan(intent, session.state, user_id, available=available)
         tools = build_toolkit(scope, self.recommender, self.settings.privacy.friends_detail == "names")
         calls = plan.calls
         if plan.kind == "recommend" and use_llm and self.settings.llm.tool_choice == "model" \
@@ -165,8 +181,13 @@ class ChatAgent:
         assert plan.state is not None
         if plan.kind == "refuse":
             result.reply = REFUSALS[intent.out_of_scope or "action"]
+            result.kind = "refusal" if intent.out_of_scope != "small_talk" else "answer"
         elif plan.kind == "answer":
             self._answer(plan, steps, session.state, result)
+        elif plan.kind == "catalog":
+            self._catalog(intent, result)
+        elif plan.kind == "compare":
+            self._compare(plan, scope, result)
         else:
             self._recommend(plan, intent, scope, message, deadline, use_llm, result, emit, steps)
         result.timings_ms["total_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -191,6 +212,35 @@ class ChatAgent:
         result.reply = item_answer(question, record, explanation, self.recommender.stores.dataset.currency)
         result.items = [Recommendation(**record, rank=1, explanation=explanation or "")]
 
+    def _catalog(self, intent: Intent, result: TurnResult) -> None:
+        """A question about the catalog, answered from the stores (counts, categories, brands, prices)."""
+        stores = self.recommender.stores
+        answer = catalog_answer(stores, intent)
+        result.kind, result.reply, result.facts = "answer", answer.reply, answer.facts
+        result.items = [Recommendation(**stores.item_record(i), rank=r + 1) for r, i in enumerate(answer.items)]
+
+    def _compare(self, plan: Plan, scope: UserScope, result: TurnResult) -> None:
+        """The named items side by side: their attributes and, for this user, their evidence."""
+        stores = self.recommender.stores
+        items = [stores.item_index[i] for i in plan.items if i in stores.item_index]
+        request = RecommendRequest(user_id=scope.user_id, k=len(items), like_items=[], exclude_seen="none",
+                                   hints=[str(stores.item_ids[i]) for i in items])
+        described = {r.item_id: r for r in self.recommender.describe(request, items, scope)}
+        verb = stores.dataset.interaction_verb
+        show = self.settings.privacy.friends_detail == "names"
+        evidence = [{"friends_count": (described[str(stores.item_ids[i])].evidence.friends_count  # type: ignore[union-attr]
+                                       if str(stores.item_ids[i]) in described else 0),
+                     "reason": "; ".join(reasons(described[str(stores.item_ids[i])], show, fallback=False,
+                                                 request=False, verb=verb)[:2])
+                     if str(stores.item_ids[i]) in described else ""} for i in items]
+        rows = comparison_rows(stores, items, evidence)
+        result.kind, result.facts = "comparison", {"table": rows}
+        result.reply = comparison_text(stores, items, rows)
+        result.items = [described.get(str(stores.item_ids[i])) or Recommendation(**stores.item_record(i), rank=r + 1)
+                        for r, i in enumerate(items)]
+        for rank, item in enumerate(result.items, start=1):
+            item.rank = rank
+
     def _recommend(self, plan: Plan, intent: Intent, scope: Any, message: str, deadline: float, use_llm: bool,
                    result: TurnResult, emit: Event, steps: list[ToolStep]) -> None:
         assert plan.request is not None and plan.state is not None
@@ -203,13 +253,19 @@ class ChatAgent:
             result.notes.append(f"no item has all of the tags {', '.join([*request.constraints.tags, *relaxed])}; "
                                 f"treated {', '.join(relaxed)} as a preference")
         for term in intent.unknown_terms:
-            result.notes.append(f"nothing in the catalog matches '{term}'")
+            result.notes.append(f"no item in the catalog mentions '{term}'")
+        result.notes += intent.notes
         # What the search tools found joins the candidate pool (the fusion still decides the order).
         request.hints = list(dict.fromkeys(
             str(r["item_id"]) for step in steps if step.name in CANDIDATE_TOOLS and isinstance(step.result, list)
             for r in step.result if isinstance(r, dict) and "item_id" in r))
         emit("status", "ranking candidates")
-        stage = (self.stage if use_llm else self.fusion_only).run(request, message, scope=scope, deadline=deadline)
+        history = next(([HistoryEntry(**h) for h in s.result] for s in steps
+                        if s.name == "user_history" and isinstance(s.result, list)), None)
+        friends = next(([FriendSignal(**f) for f in s.result] for s in steps
+                        if s.name == "friends_purchases" and isinstance(s.result, list)), None)
+        stage = (self.stage if use_llm else self.fusion_only).run(request, message, scope=scope, deadline=deadline,
+                                                                  history=history, friends=friends)
         result.kind = "recommendations"
         explanations = {e.item_id: e for e in stage.explanations}
         result.items = [r.model_copy(update={
@@ -225,9 +281,13 @@ class ChatAgent:
         result.tokens = {"prompt": sum(c["prompt_tokens"] for c in result.raw_llm),
                          "completion": sum(c["completion_tokens"] for c in result.raw_llm)}
         result.timings_ms.update({k: round(v, 1) for k, v in stage.timings_ms.items()})
+        if request.source == "friends" and not result.items:
+            result.notes.append("none of your friends has anything that matches")
+        has_prices = bool((~np.isnan(stores.prices)).any())
         result.reply = recommendations_text(result.items, request.constraints.to_dict(), result.notes,
-                                            stores.dataset.currency, stage.fallback_reason, stage.llm_used)
-        ids = [r.item_id for r in stage.items]
+                                            stores.dataset.currency, stage.fallback_reason, stage.llm_used,
+                                            plan.understood, has_prices)
+        ids = [r.item_id for r in result.items]
         plan.state.last_list = ids
         plan.state.shown += [i for i in ids if i not in plan.state.shown]
         plan.state.explanations = {i.item_id: i.explanation for i in result.items}

@@ -7,7 +7,7 @@ from fusion.items import Recommendation
 
 
 def reasons(rec: Recommendation, show_names: bool = True, fallback: bool = True,
-            request: bool = True) -> list[str]:
+            request: bool = True, verb: str = "bought") -> list[str]:
     """Short phrases, strongest evidence first; with ``fallback`` never empty (popularity or taste profile).
     ``request=False`` leaves out how the item meets the request (a prompt that states the request already)."""
     e = rec.evidence
@@ -16,7 +16,7 @@ def reasons(rec: Recommendation, show_names: bool = True, fallback: bool = True,
     parts = []
     if e.friends_count:
         who = f": {', '.join(e.friends[:3])}" if show_names and e.friends else ""
-        parts.append(f"bought by {e.friends_count} of your friends{who}")
+        parts.append(f"{verb} by {e.friends_count} of your friends{who}")
     if e.similar_history:
         parts.append("similar to " + " and ".join(e.similar_history[:2]) + " from your history")
     if e.bought_together:
@@ -26,7 +26,7 @@ def reasons(rec: Recommendation, show_names: bool = True, fallback: bool = True,
     if e.query_similarity is not None and e.query_similarity > 0.3 and request:
         parts.append("matches what you described")
     if not parts and fallback:
-        parts.append(f"popular with {e.popularity} shoppers" if e.popularity else "a fit for your taste profile")
+        parts.append(f"popular: {verb} by {e.popularity} people" if e.popularity else "a fit for your taste profile")
     return parts
 
 
@@ -40,9 +40,9 @@ def attributes(rec: Recommendation, currency: str = "") -> list[str]:
     return attrs
 
 
-def evidence_text(rec: Recommendation, currency: str = "", show_names: bool = True) -> str:
+def evidence_text(rec: Recommendation, currency: str = "", show_names: bool = True, verb: str = "bought") -> str:
     """The explanation built only from stored evidence: reasons, then the item's attributes."""
-    text = "; ".join(reasons(rec, show_names))
+    text = "; ".join(reasons(rec, show_names, verb=verb))
     attrs = attributes(rec, currency)
     text = f"{text[:1].upper()}{text[1:]}"
     return f"{text} ({' · '.join(attrs)})." if attrs else f"{text}."

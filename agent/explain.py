@@ -123,22 +123,24 @@ def explanation_schema(ids: list[str]) -> dict[str, object]:
 
 class Explainer:
     def __init__(self, checker: GroundingChecker, prompts: PromptSet, llm: LLM | None = None,
-                 currency: str = "", show_names: bool = True, max_tokens: int = 400):
+                 currency: str = "", show_names: bool = True, max_tokens: int = 400, verb: str = "bought"):
         self.checker = checker
         self.prompts = prompts
         self.llm = llm
         self.currency = currency
         self.show_names = show_names
         self.max_tokens = max_tokens
+        self.verb = verb
 
     def facts(self, rec: Recommendation) -> dict[str, str]:
         return {"id": rec.item_id, "title": clean(rec.title, 70),
-                "facts": clean(evidence_text(rec, self.currency, self.show_names), 300)}
+                "facts": clean(evidence_text(rec, self.currency, self.show_names, self.verb), 300)}
 
     def explain(self, recs: list[Recommendation], request_text: str, deadline: float | None = None,
                 limit: int = 5) -> ExplainOutcome:
         """Evidence-built reasons for every item; the LLM may rephrase the first ``limit`` of them."""
-        base = [Explanation(r.item_id, evidence_text(r, self.currency, self.show_names), "evidence") for r in recs]
+        base = [Explanation(r.item_id, evidence_text(r, self.currency, self.show_names, self.verb), "evidence")
+                for r in recs]
         outcome = ExplainOutcome(base)
         recs = recs[:limit]
         if self.llm is None or not recs:

@@ -1,9 +1,10 @@
-"""A user message (+ session) -> a typed Intent.
+"""A user message (+ the catalog) -> a typed Intent: the dialogue act and its slots.
 
-A deterministic extractor handles everything that must not depend on a small model: prices and
-currencies, counts, category and tag names that exist in the catalog, "not X" exclusions, references
-to earlier turns, out-of-scope and other-user requests. An optional schema-constrained LLM pass may
-add soft preferences; its category/tags are accepted only when the message itself supports them.
+Everything that must not depend on a small model is read deterministically: refusals, prices (absolute
+and relative), sorts, counts, positions in the last list, and the catalog's own names (entity linking,
+agent/linker.py) with the reading the wording supports (agent/readings.py). The act comes from cue
+phrases when they are unambiguous, else from the nearest labelled examples in MiniLM space
+(agent/acts.py). An optional schema-constrained LLM pass may add grounded words, never contradict.
 """
 
 from __future__ import annotations
@@ -13,18 +14,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import slots
+from agent.acts import ActClassifier
+from agent.linker import EntityLinker, Linked
 from agent.prompts import PromptSet
+from agent.readings import Readings, mask, resolve
+from agent.slots import extract_count, extract_prices  # noqa: F401  (part of this module's interface)
+from agent.text import KIND_NOUNS, is_language, stem
 from catalog.constraints import Constraints
 from catalog.stores import Stores
 from llm_client.client import LLM, CallRecord, LLMError
 
-NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-                "nine": 9, "ten": 10, "a couple": 2, "a few": 3, "some": None}
-ORDINALS = {"first": 1, "1st": 1, "second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4,
-            "fifth": 5, "5th": 5, "last": -1}
-STOPWORDS = set(["none", "a", "an", "the", "and", "or", "but", "if", "then", "so", "to", "of", "in", "on", "at", "by", "for", "with", "without", "from", "into", "onto", "about", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "have", "has", "had", "i", "me", "my", "mine", "you", "your", "yours", "we", "our", "us", "they", "them", "their", "it", "its", "this", "that", "these", "those", "what", "which", "who", "whom", "whose", "where", "when", "why", "how", "all", "any", "some", "no", "not", "nor", "only", "own", "same", "such", "than", "too", "very", "can", "could", "should", "would", "will", "shall", "may", "might", "must", "just", "also", "please", "thanks", "thank", "hi", "hello", "hey", "want", "wants", "wanted", "need", "needs", "looking", "look", "show", "give", "find", "get", "recommend", "recommendations", "recommendation", "suggest", "suggestions", "something", "anything", "things", "thing", "stuff", "items", "item", "options", "option", "ideas", "idea", "picks", "pick", "like", "likes", "love", "loved", "good", "great", "nice", "best", "better", "more", "less", "most", "least", "new", "cheap", "cheaper", "expensive", "price", "priced", "cost", "costs", "under", "over", "below", "above", "between", "around", "about", "up", "max", "min", "maximum", "minimum", "at", "most", "least", "dollars", "dollar", "usd", "eur", "euros", "bucks", "pounds", "gbp", "friend", "friends", "buy", "bought", "purchase", "purchased", "maybe", "really", "much", "many", "one", "ones", "lot", "lots", "kind", "sort", "type", "else", "instead", "other", "another", "again", "still", "now", "today", "gift", "gifts", "present", "someone", "somebody", "him", "her", "he", "she", "his", "hers", "me.", "i'm", "i'd", "i've", "it's", "that's", "don't", "dont", "won't", "wont", "can't", "cant", "isn't", "similar", "different", "same", "style", "stylish", "quality", "well", "also", "bit", "little", "big", "small", "large", "tell", "know", "go", "going", "let", "lets", "let's", "okay", "ok", "yes", "yeah", "sure", "fine", "cool", "gear", "stuff", "first", "second", "third", "fourth", "fifth", "last", "next", "previous", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "twenty", "email", "mail", "send", "share", "order", "cart", "please", "pls", "plz", "thx", "ones"])
 OUT_OF_SCOPE = re.compile(
-    r"\b((buy|order|purchase) (it|this|that|them|these|those|the [a-z0-9]+ ones?|one of (them|these|those))|add (it |this |that )?to (my )?(cart|basket)|check ?out|"
+    r"\b((buy|order|purchase) (it|this|that|them|these|those|the [a-z0-9]+ ones?|one of (them|these|those))( for me)?|"
+    r"add (it |this |that |them )?to (my )?(cart|basket)|check ?out|"
     r"place an order|pay for|e-?mail|send (a |an )?(message|mail|text|email)|message my|text my|post (it|this)|"
     r"share (it|this) (with|on)|delete my|cancel my)\b", re.I)
 PROMPT_EXTRACTION = re.compile(
@@ -32,160 +35,110 @@ PROMPT_EXTRACTION = re.compile(
     r"verbatim|ignore (all |any )?(previous|prior|above) (instructions|rules)|developer mode|jailbreak)\b", re.I)
 HISTORY_WORDS = (r"(buy|bought|buys|purchased|purchases?|history|orders?|ordered|listened|listens|listening|likes|liked|"
                  r"has|owns|viewed|activity|cart|wishlist|library)")
+SMALL_TALK = re.compile(r"^\s*(hi|hello|hey|thanks|thank you|cheers|good (morning|afternoon|evening)|bye|goodbye|ok(ay)?|"
+                        r"great|cool|nice|how are you)\b[\s!.?,]*(there|a lot|so much|again)?[\s!.?]*$", re.I)
+ACTS_NEEDING = {"compare": 2, "similar": 1}
+QUESTION = re.compile(r"\?|^\s*(what|which|how|do|does|is|are|can|could|who|where|when|why)\b")  # item references the act cannot do without
 
 
 @dataclass
 class Intent:
+    act: str = "recommend"
+    act_source: str = "default"  # "cue" | "classifier" | "default"
+    act_guess: dict[str, Any] = field(default_factory=dict)
     constraints: Constraints = field(default_factory=Constraints)
-    preferences: str = ""  # soft wishes in words (goes to semantic search)
-    mentioned_items: list[str] = field(default_factory=list)  # catalog ids named in the message
+    preferences: str = ""  # soft wishes in words (semantic similarity)
+    mentioned_items: list[str] = field(default_factory=list)  # catalog ids named in the message, in order
     exclude_items: list[str] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # positions of the last list referred to
+    anaphora: bool = False  # "that one", "it"
     count: int | None = None
     use_friends: bool | None = None  # None: default weighting; True: emphasise; False: ignore friends
-    unknown_terms: list[str] = field(default_factory=list)  # categories/tags asked for but not in the catalog
-    refinements: list[str] = field(default_factory=list)  # "cheaper", "more_like:2", "reject:1", "reject:last"
-    out_of_scope: str | None = None  # "action" (buy, email...), "other_user", "instructions"
+    sort: str | None = None  # price_asc | price_desc | popularity | friends | newest | trend | rating
+    price_band: str | None = None  # cheap | mid | premium (resolved against the catalog's prices)
+    cheaper_than: str | None = None  # "cheaper than X": an item id
+    pricier_than: str | None = None
+    changed: list[str] = field(default_factory=list)  # for "like X but ...": cheaper, pricier, same_brand, other_brand
+    that_brand: bool = False  # "that brand": the brand of the item in focus
+    unknown_terms: list[str] = field(default_factory=list)  # words nothing in the catalog uses
+    refinements: list[str] = field(default_factory=list)  # "cheaper", "pricier", "reject:1", "reject:all", "owned:2"
+    new_topic: bool = False  # the user said so ("something else entirely", "start over")
+    additive: bool = False  # "also", "too", "should also be": add to what was asked before
+    out_of_scope: str | None = None  # "action" (buy, email...), "other_user", "instructions", "small_talk"
     question: str | None = None  # "why", "price", "details"
     question_target: int | str | None = None  # position in the last list, or an item id
+    catalog_question: str | None = None  # count | categories | brands | price_range | tags | has
+    notes: list[str] = field(default_factory=list)  # how an ambiguous phrase was read
     llm_call: CallRecord | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"constraints": self.constraints.to_dict(), "preferences": self.preferences,
-                "mentioned_items": self.mentioned_items, "exclude_items": self.exclude_items, "count": self.count,
-                "use_friends": self.use_friends, "unknown_terms": self.unknown_terms,
-                "refinements": self.refinements, "out_of_scope": self.out_of_scope, "question": self.question,
-                "question_target": self.question_target}
-
-
-def _num(text: str) -> float:
-    text = text.replace(",", "").strip().lower()
-    mult = 1000.0 if text.endswith("k") else 1.0
-    return float(text.rstrip("k")) * mult
-
-
-_MONEY = r"(?:[$€£]\s?)?(\d+(?:[.,]\d+)?k?)(?:\s?(?:\$|€|£|dollars?|usd|eur(?:os?)?|bucks|pounds?|gbp))?"
-
-
-def extract_prices(text: str) -> tuple[float | None, float | None, str]:
-    """(min, max, text with the price phrases removed)."""
-    lo = hi = None
-    patterns = [
-        (rf"\bbetween\s+{_MONEY}\s+(?:and|to|-)\s+{_MONEY}", "range"),
-        (r"(?:[$€£]\s?)(\d+(?:[.,]\d+)?k?)\s?(?:-|to)\s?(?:[$€£]\s?)?(\d+(?:[.,]\d+)?k?)", "range"),
-        (rf"\b(?:under|below|less than|cheaper than|up to|at most|max(?:imum)?|no more than|within|<=?)\s*{_MONEY}", "max"),
-        (rf"\b(?:over|above|more than|at least|min(?:imum)?|from|>=?)\s*{_MONEY}", "min"),
-        (rf"\b(?:around|about|roughly|approximately|~)\s*{_MONEY}", "around"),
-        (r"(?:[$€£]\s?(\d+(?:[.,]\d+)?k?))|(?:(\d+(?:[.,]\d+)?k?)\s?(?:dollars?|usd|eur(?:os?)?|bucks|pounds?|gbp))\b", "budget"),
-    ]
-    for pattern, kind in patterns:
-        for m in list(re.finditer(pattern, text, re.I)):
-            values = [_num(g) for g in m.groups() if g]
-            if not values:
-                continue
-            if kind == "range" and len(values) >= 2:
-                lo, hi = min(values[:2]), max(values[:2])
-            elif kind == "max":
-                hi = values[0]
-            elif kind == "min":
-                lo = values[0]
-            elif kind == "around":
-                lo, hi = round(values[0] * 0.8, 2), round(values[0] * 1.2, 2)
-            elif kind == "budget" and hi is None and lo is None:
-                hi = values[0]
-            text = text.replace(m.group(0), " ")
-    return lo, hi, text
-
-
-def extract_count(text: str) -> int | None:
-    m = re.search(r"\b(?:top|give me|show me|recommend|suggest|list)\s+(\d{1,2}|" + "|".join(NUMBER_WORDS) + r")\b", text, re.I)
-    if not m:
-        # "3 sci-fi books", "five cozy things": a small number before a plural noun (prices are removed first)
-        words = "|".join(k for k in NUMBER_WORDS if NUMBER_WORDS[k])
-        m = re.search(rf"\b(\d{{1,2}}|{words})\s+(?!(?:years|months|weeks|days|hours|minutes|kids|people)\b)"
-                      rf"(?:[a-z][a-z'-]*\s+){{0,2}}?[a-z]+s\b", text, re.I)
-    if not m:
-        return None
-    word = m.group(1).lower()
-    value = int(word) if word.isdigit() else NUMBER_WORDS.get(word)
-    return None if value is None else max(1, min(int(value), 50))
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ies", "es", "s"):
-        if word.endswith(suffix) and len(word) > len(suffix) + 2:
-            return word[: -len(suffix)] + ("y" if suffix == "ies" else "")
-    return word
+        return {"act": self.act, "act_source": self.act_source, "constraints": self.constraints.to_dict(),
+                "preferences": self.preferences, "mentioned_items": self.mentioned_items,
+                "exclude_items": self.exclude_items, "positions": self.positions, "count": self.count,
+                "use_friends": self.use_friends, "sort": self.sort, "price_band": self.price_band,
+                "cheaper_than": self.cheaper_than, "pricier_than": self.pricier_than, "changed": self.changed,
+                "unknown_terms": self.unknown_terms, "refinements": self.refinements, "new_topic": self.new_topic,
+                "out_of_scope": self.out_of_scope, "question": self.question,
+                "question_target": self.question_target, "catalog_question": self.catalog_question,
+                "notes": self.notes}
 
 
 class IntentParser:
     def __init__(self, stores: Stores, prompts: PromptSet | None = None, llm: LLM | None = None,
-                 min_tag_items: int = 2):
+                 classifier: ActClassifier | None = None, linker: EntityLinker | None = None):
         self.stores = stores
         self.prompts = prompts
         self.llm = llm
+        self.classifier = classifier
+        self.linker = linker or EntityLinker(stores)
         self.categories = sorted({c for c in stores.categories.tolist() if c})
-        self.category_forms: dict[str, str] = {}
-        for c in self.categories:
-            for form in {c, _stem(c), c.rstrip("s")}:
-                self.category_forms[form] = c
-        tag_counts = stores.item_tags.sum(axis=0).A1
-        self.tags = {t: int(n) for t, n in zip(stores.tag_vocab.tolist(), tag_counts, strict=True)
-                     if n >= min_tag_items and t not in STOPWORDS and len(t) > 2}
-        self.tag_forms: dict[str, str] = {}
-        for t in self.tags:
-            # "board-games" is also asked for as "board games" or "board game".
-            for form in {t, t.replace("-", " "), t.replace("_", " ")}:
-                words = form.split()
-                self.tag_forms.setdefault(form, t)
-                for last in ({_stem(words[-1]), words[-1].removesuffix("s")} if words else set()):
-                    self.tag_forms.setdefault(" ".join([*words[:-1], last]), t)
-        self.max_tag_words = max((len(f.split()) for f in self.tag_forms), default=1)
-        titles = stores.catalog["title"].astype(str).tolist()
-        self.title_index = {t.lower(): str(i) for t, i in zip(titles, stores.item_ids, strict=True)}
-        self.vocabulary = self._catalog_vocabulary()
         self.user_ids = {u.lower() for u in stores.user_ids.tolist()}
-        self.user_names = {n.lower(): n for n in stores.user_names.tolist() if n}
-        self.first_names = {n.split()[0].lower() for n in stores.user_names.tolist() if n}
+        self.first_names = {n.split()[0].lower() for n in stores.user_names.tolist() if n and n.split()}
 
-    def _catalog_vocabulary(self) -> set[str]:
-        words: set[str] = set()
-        for col in ("title", "category", "tags", "description"):
-            for text in self.stores.catalog[col].fillna("").astype(str).str.lower():
-                words.update(re.findall(r"[a-z][a-z'&-]+", text.replace("|", " ")))
-        return words | {_stem(w) for w in words}
-
-    # --- the deterministic extractor ---------------------------------------------------------
-    def parse(self, message: str, use_llm: bool = False, budget_s: float | None = None) -> Intent:
-        """The deterministic intent, merged with the model's reading when ``use_llm`` (within ``budget_s``)."""
+    # --- the deterministic reading ------------------------------------------------------------------
+    def parse(self, message: str, use_llm: bool = False, budget_s: float | None = None,
+              has_list: bool = False) -> Intent:
+        """``has_list``: the conversation has an earlier list (refinements and positions refer to it)."""
         intent = Intent()
         text = " ".join(message.split())
         lowered = text.lower()
+        self._refusals(lowered, intent)
+        lo, hi, priced = extract_prices(lowered)
+        intent.constraints.price_min, intent.constraints.price_max = lo, hi
+        intent.count = extract_count(priced)
+        linked = self.linker.link(text)
+        readings = resolve(text, linked)
+        intent.constraints = _merge(readings.constraints, intent.constraints)
+        intent.mentioned_items = list(readings.items)
+        intent.exclude_items = list(readings.exclude_items)
+        intent.notes += readings.notes
+        self._prices_and_sorts(lowered, linked, readings, intent)
+        self._references(lowered, intent, has_list)
+        if slots.NO_FRIENDS.search(lowered):
+            intent.use_friends = False
+        elif slots.FRIENDS.search(lowered):
+            intent.use_friends = True
+        intent.new_topic = bool(slots.NEW_TOPIC.search(lowered))
+        intent.additive = bool(slots.ADDITIVE.search(lowered))
+        self._words(linked, readings, intent)
+        self._act(text, lowered, linked, readings, intent, has_list)
+        if use_llm and self.llm is not None and self.prompts is not None and not intent.out_of_scope:
+            self._merge_llm(text, intent, budget_s)
+        return intent
+
+    def _refusals(self, lowered: str, intent: Intent) -> None:
         if OUT_OF_SCOPE.search(lowered):
             intent.out_of_scope = "action"
         if self._asks_about_other_user(lowered):
             intent.out_of_scope = "other_user"
         if PROMPT_EXTRACTION.search(lowered):
             intent.out_of_scope = "instructions"
-        self._questions(lowered, intent)
-        self._refinements(lowered, intent)
-        lo, hi, rest = extract_prices(lowered)
-        intent.constraints.price_min, intent.constraints.price_max = lo, hi
-        intent.count = extract_count(rest)
-        if re.search(r"\b(ignore|without|not|don't care about|regardless of) (what )?my friends\b", lowered):
-            intent.use_friends = False
-        elif re.search(r"\bmy friends?\b|\bfriends'? (like|bought|picks|favou?rites)\b", lowered):
-            intent.use_friends = True
-        rest = self._exclusions(rest, intent)
-        rest = self._mentions(rest, intent)
-        self._categories_and_tags(rest, intent)
-        intent.preferences = self._soft_words(rest, intent)
-        if use_llm and self.llm is not None and self.prompts is not None and not intent.out_of_scope:
-            self._merge_llm(text, intent, budget_s)
-        return intent
+        if intent.out_of_scope is None and SMALL_TALK.match(lowered):
+            intent.out_of_scope = "small_talk"
 
     def _asks_about_other_user(self, lowered: str) -> bool:
-        tokens = set(re.findall(r"[a-z0-9_.-]+", lowered))
-        if tokens & self.user_ids and re.search(r"\b(user|customer|account|id)\b|" + HISTORY_WORDS, lowered):
+        toks = set(re.findall(r"[a-z0-9_.-]+", lowered))
+        if toks & self.user_ids and re.search(r"\b(user|customer|account|id)\b|" + HISTORY_WORDS, lowered):
             return True
         if re.search(r"\b(other|another) (user|customer|people's|person's)\b.*" + HISTORY_WORDS, lowered):
             return True
@@ -195,128 +148,122 @@ class IntentParser:
             return True
         m = re.search(r"\b([a-z]+)'s (?:[a-z]+ )?(purchases?|history|orders?|listening|library|cart|wishlist|activity)\b",
                       lowered)
-        return bool(m and m.group(1) not in {"friend", "friends", "today", "it", "everyone"})
+        return bool(m and m.group(1) not in {"friend", "friends", "today", "it", "everyone", "that", "what"})
 
-    def _questions(self, lowered: str, intent: Intent) -> None:
-        position = self._position(lowered)
-        if re.search(r"\bwhy\b", lowered):
-            intent.question, intent.question_target = "why", position or 1
-        elif re.search(r"\b(how much|what('s| is) the price|price of|cost of|how expensive)\b", lowered):
-            intent.question, intent.question_target = "price", position or self._title_in(lowered) or 1
-        elif re.search(r"\b(tell me (more )?about|details (of|on|about)|describe|what is)\b", lowered):
-            target = position or self._title_in(lowered)
-            if target:
-                intent.question, intent.question_target = "details", target
+    def _prices_and_sorts(self, lowered: str, linked: Linked, readings: Readings, intent: Intent) -> None:
+        intent.sort = slots.sort_of(lowered)
+        if intent.sort is None and not (intent.constraints.price_min or intent.constraints.price_max):
+            excluded = {m.value for m in readings.excluded}
+            if slots.CHEAP.search(lowered) and not excluded & {"budget", "cheap"}:
+                intent.price_band = "cheap"
+            elif slots.MID.search(lowered):
+                intent.price_band = "mid"
+            elif slots.PREMIUM.search(lowered) and not excluded & {"premium", "luxury"} \
+                    and not re.search(r"\b(too|not|less) (so |very )?(expensive|pricey)\b", lowered):
+                intent.price_band = "premium"
+        # "cheaper than X", "under X's price": the named item sets the cap and is not itself a filter.
+        for m in readings.chosen:
+            if m.kind != "title":
+                continue
+            before = lowered[max(0, linked.tokens[m.start].start - 40):linked.tokens[m.start].start]
+            if re.search(r"\b(cheaper|less expensive|costs? less|lower priced|under the price of) (than )?(the )?$", before):
+                intent.cheaper_than = m.value
+            elif re.search(r"\b(pricier|more expensive|costs? more|higher priced|fancier) (than )?(the )?$", before):
+                intent.pricier_than = m.value
 
-    def _position(self, lowered: str) -> int | None:
-        m = re.search(r"\b(first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|last)\b(?:\s+(?:one|item|pick|option))?", lowered)
-        if m:
-            return ORDINALS[m.group(1)]
-        m = re.search(r"(?:#|number |no\. ?)(\d{1,2})\b", lowered)
-        return int(m.group(1)) if m else None
-
-    def _title_in(self, lowered: str) -> str | None:
-        for title, item_id in self.title_index.items():
-            if len(title) > 3 and title in lowered:
-                return item_id
-        return None
-
-    def _refinements(self, lowered: str, intent: Intent) -> None:
-        if re.search(r"\b(cheaper|less expensive|lower price|more affordable|too expensive|too pricey)\b", lowered):
+    def _references(self, lowered: str, intent: Intent, has_list: bool) -> None:
+        intent.positions = slots.positions(lowered) if has_list else []
+        intent.anaphora = has_list and slots.anaphora(lowered)
+        if slots.CHEAPER.search(lowered) and intent.cheaper_than is None:
             intent.refinements.append("cheaper")
-        if re.search(r"\b(more expensive|pricier|higher end|fancier|premium one)\b", lowered):
+        if slots.PRICIER.search(lowered) and intent.pricier_than is None:
             intent.refinements.append("pricier")
-        m = re.search(r"\bmore like (?:the )?(first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|last|#\d+|number \d+|that|this|it)\b", lowered)
-        if m:
-            word = m.group(1)
-            pos = ORDINALS.get(word) or (int(re.sub(r"\D", "", word)) if re.search(r"\d", word) else -1)
-            intent.refinements.append(f"more_like:{pos}")
-        m = re.search(r"\b(not|no|don't like|dislike|hate|skip|remove|drop)\b\s+(?:the\s+)?(that one|this one|that|this|it|first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|last)(?:\s+one)?\b", lowered)
+        if slots.SAME_BRAND.search(lowered):
+            intent.changed.append("same_brand")
+        if slots.OTHER_BRAND.search(lowered):
+            intent.changed.append("other_brand")
+        intent.that_brand = bool(slots.THAT_BRAND.search(lowered)) and "same_brand" not in intent.changed
+        if not has_list:
+            return
+        m = re.search(r"\b(not|no|don't like|dislike|hate|skip|remove|drop|without)\b\s+(?:the\s+)?(that one|this one|"
+                      r"that|this|it|first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|last)(?:\s+one)?\b", lowered)
         if m:
             word = m.group(2).replace(" one", "")
-            pos = ORDINALS.get(word, -1) if word not in {"that", "this", "it"} else 0
+            pos = slots.ORDINALS.get(word, -1) if word not in {"that", "this", "it"} else 0
             intent.refinements.append(f"reject:{pos}")
-        if re.search(r"\b(something else|other options|show me others|different ones|none of (these|those|them))\b", lowered):
+        m = slots.OWNED.search(lowered)
+        if m:
+            owned = slots.position(m.group(0))
+            intent.refinements.append(f"owned:{owned if owned is not None else 0}")
+        if slots.REJECT_ALL.search(lowered) and not any(r.startswith(("reject:", "owned:")) for r in intent.refinements):
             intent.refinements.append("reject:all")
 
-    def _exclusions(self, text: str, intent: Intent) -> str:
-        pattern = r"\b(?:not|no|without|except|excluding|anything but|avoid|don't want|do not want|nothing)\s+(?:any\s+)?([a-z][a-z' -]{1,40}?)(?=[,.;!?]|\s+(?:and|or|but|please|under|over|below|above|for)\b|$)"
-        for m in list(re.finditer(pattern, text)):
-            phrase = m.group(1).strip()
-            if phrase in {"that one", "this one", "that", "this", "it", "the first", "the second", "the last"}:
+    def _words(self, linked: Linked, readings: Readings, intent: Intent) -> None:
+        """Words that name nothing in the catalog's fields: soft preferences when the catalog's text uses
+        them, reported back when it does not (never a word of the sentence, a slot cue or a kind noun)."""
+        prefs: list[str] = []
+        for pos, tok in enumerate(linked.tokens):
+            if pos in readings.used_tokens:
                 continue
-            words = phrase.split()
-            matched = False
-            for n in range(len(words), 0, -1):
-                cand = " ".join(words[:n])
-                stem = " ".join(_stem(w) for w in words[:n])
-                if cand in self.category_forms or stem in self.category_forms:
-                    intent.constraints.exclude_categories.append(self.category_forms.get(cand) or self.category_forms[stem])
-                    matched = True
-                    break
-                if cand in self.tag_forms or stem in self.tag_forms:
-                    intent.constraints.exclude_tags.append(self.tag_forms.get(cand) or self.tag_forms[stem])
-                    matched = True
-                    break
-                if cand in self.title_index:
-                    intent.exclude_items.append(self.title_index[cand])
-                    matched = True
-                    break
-                titled = self._items_titled(cand)
-                if titled:
-                    intent.exclude_items.extend(i for i in titled if i not in intent.exclude_items)
-                    matched = True
-                    break
-            if (not matched and phrase not in STOPWORDS and "friend" not in phrase
-                    and any(w not in STOPWORDS for w in words)):
-                intent.unknown_terms.append(f"not {phrase}")
-            text = text.replace(m.group(0), " ")
-        return text
+            word = tok.text
+            if (is_language(word) or word in KIND_NOUNS or stem(word) in KIND_NOUNS or word.isdigit()
+                    or word in {"price", "priced"} or len(word) < 3 or word in self.first_names):
+                continue
+            if stem(linked.corrected.get(pos, word)) in self.linker.text_words:
+                prefs.append(linked.corrected.get(pos, word))
+            elif len(word) > 3 and re.fullmatch(r"[a-z][a-z'-]*", word) and word not in intent.unknown_terms:
+                intent.unknown_terms.append(word)
+        intent.preferences = " ".join(dict.fromkeys(prefs))
 
-    def _items_titled(self, words: str) -> list[str]:
-        """Items whose title contains these words (singular or plural), e.g. "candles" -> every candle."""
-        if len(words) < 3 or words in STOPWORDS:
-            return []
-        forms = {words, _stem(words), words[:-1] if words.endswith("s") else words}
-        pattern = re.compile(r"\b(" + "|".join(re.escape(f) for f in forms) + r")(s|es)?\b")
-        return [item_id for title, item_id in self.title_index.items() if pattern.search(title)]
+    def _act(self, text: str, lowered: str, linked: Linked, readings: Readings, intent: Intent,
+             has_list: bool) -> None:
+        items, positions = intent.mentioned_items, intent.positions
+        targets = len(items) + len(positions) + (1 if intent.anaphora and not positions else 0)
 
-    def _mentions(self, text: str, intent: Intent) -> str:
-        for title, item_id in sorted(self.title_index.items(), key=lambda t: -len(t[0])):
-            if len(title) > 3 and re.search(rf"(?<![a-z0-9]){re.escape(title)}(?![a-z0-9])", text):
-                if item_id not in intent.mentioned_items and item_id not in intent.exclude_items:
-                    intent.mentioned_items.append(item_id)
-                text = text.replace(title, " ")
-        return text
+        def cue(act: str) -> None:
+            intent.act, intent.act_source = act, "cue"
 
-    def _categories_and_tags(self, text: str, intent: Intent) -> None:
-        tokens = re.findall(r"[a-z][a-z&'-]*", text)
-        used = [False] * len(tokens)
-        for size in range(min(self.max_tag_words, 4), 0, -1):
-            for start in range(len(tokens) - size + 1):
-                if any(used[start:start + size]):
-                    continue
-                gram = " ".join(tokens[start:start + size])
-                if size == 1 and gram in self.category_forms and not intent.constraints.category:
-                    intent.constraints.category = self.category_forms[gram]
-                    used[start] = True
-                elif gram in self.tag_forms and self.tag_forms[gram] not in intent.constraints.exclude_tags:
-                    tag = self.tag_forms[gram]
-                    if tag != intent.constraints.category and tag not in intent.constraints.tags:
-                        intent.constraints.tags.append(tag)
-                    for k in range(start, start + size):
-                        used[k] = True
-        # Nouns that nothing in the catalog mentions are reported back, not silently dropped.
-        for token, was_used in zip(tokens, used, strict=True):
-            if (not was_used and token not in STOPWORDS and len(token) > 3 and token not in self.vocabulary
-                    and _stem(token) not in self.vocabulary and token not in self.first_names
-                    and token not in {t for t in intent.unknown_terms}):
-                intent.unknown_terms.append(token)
-
-    def _soft_words(self, text: str, intent: Intent) -> str:
-        words = [w for w in re.findall(r"[a-z][a-z'&-]*", text) if w not in STOPWORDS]
-        known = [w for w in words if w in self.vocabulary or _stem(w) in self.vocabulary]
-        return " ".join(dict.fromkeys(known))
+        masked = re.sub(r"(?:[$€£]\s?)?\d+(?:[.,]\d+)?(?:\s?(?:dollars?|usd|eur(?:os?)?|bucks|pounds?))?", "PRICE",
+                        mask(text, linked, readings))
+        guess = self.classifier.classify(masked) if self.classifier else None
+        if guess is not None:
+            intent.act_guess = {"act": guess.act, "score": round(guess.score, 3), "similarity": round(guess.similarity, 3)}
+        if intent.out_of_scope:
+            cue("out_of_scope")
+        elif slots.COMPARE.search(lowered) and (targets >= 2 or (has_list and re.search(r"\b(them|these|those|the two|both)\b", lowered))):
+            cue("compare")
+        elif slots.CATALOG_Q.search(lowered) and not intent.sort and not items:
+            cue("catalog_question")
+            intent.catalog_question = _catalog_question(lowered)
+        elif (slots.WHY.search(lowered) and (targets or has_list)) or (slots.ITEM_Q.search(lowered) and targets
+                                                                        and not slots.SIMILAR.search(lowered)):
+            cue("item_question")
+            intent.question = "why" if slots.WHY.search(lowered) else (
+                "price" if re.search(r"\b(how much|price|cost|expensive)\b", lowered) else "details")
+            intent.question_target = items[0] if items else (positions[0] if positions else (0 if intent.anaphora else 1))
+        elif (slots.SIMILAR.search(lowered) or re.search(r"\bmore like\b", lowered) or intent.changed) \
+                and targets and not intent.sort:
+            cue("similar")
+        elif intent.use_friends:
+            cue("friends")
+        elif intent.refinements or (has_list and (intent.additive or not _has_content(intent))):
+            cue("refine")
+        elif guess is not None and guess.act in ("catalog_question", "compare", "similar", "item_question", "friends") \
+                and guess.score >= 0.6 and guess.similarity >= 0.6 and targets >= ACTS_NEEDING.get(guess.act, 0) \
+                and (guess.act != "item_question" or targets) \
+                and (guess.act not in ("catalog_question", "item_question") or QUESTION.search(lowered)):
+            intent.act, intent.act_source = guess.act, "classifier"
+            if guess.act == "catalog_question":
+                intent.catalog_question = _catalog_question(lowered)
+            if guess.act == "item_question":
+                intent.question = "details"
+                intent.question_target = items[0] if items else (positions[0] if positions else 1)
+        elif guess is not None and guess.act == "out_of_scope" \
+                and ((guess.score >= 0.6 and guess.similarity >= 0.65) or guess.similarity >= 0.9) \
+                and not _has_content(intent) and not targets:
+            intent.act, intent.act_source = "out_of_scope", "classifier"
+        if intent.act == "catalog_question":
+            intent.unknown_terms = []  # "what kinds of products do you sell": nothing unknown was asked for
 
     # --- the optional LLM pass ------------------------------------------------------------------
     def schema(self) -> dict[str, Any]:
@@ -351,17 +298,42 @@ class IntentParser:
             intent.llm_call.ok, intent.llm_call.error = False, "invalid_json"
             return
         lowered = message.lower()
-        # The model may only add what the message supports: grounded words, never numbers or ids.
+        # The model may only add what the message literally supports: grounded words, never numbers or ids.
+        c = intent.constraints
         category = data.get("category")
-        if not intent.constraints.category and isinstance(category, str) and category in self.categories \
-                and re.search(rf"\b{re.escape(_stem(category))}", lowered):
-            intent.constraints.category = category
+        if not c.category and not c.any_categories and isinstance(category, str) and category in self.categories \
+                and category not in c.exclude_categories and re.search(rf"\b{re.escape(stem(category))}", lowered):
+            c.category = category
         for tag in data.get("tags") or []:
             tag = str(tag).lower().strip()
-            if tag in self.tags and tag in lowered and tag not in intent.constraints.tags \
-                    and tag not in intent.constraints.exclude_tags:
-                intent.constraints.tags.append(tag)
+            if tag in self.linker.tag_items and tag in lowered and tag not in c.tags and tag not in c.exclude_tags:
+                c.tags.append(tag)
         prefs = " ".join(w for w in re.findall(r"[a-z][a-z'-]*", str(data.get("preferences", "")).lower())
-                         if w in lowered and w not in STOPWORDS)
+                         if w in lowered and not is_language(w))
         if prefs:
             intent.preferences = " ".join(dict.fromkeys((intent.preferences + " " + prefs).split()))
+
+
+def _merge(a: Constraints, b: Constraints) -> Constraints:
+    """The readings' constraints with the price slots."""
+    a.price_min, a.price_max = b.price_min, b.price_max
+    return a
+
+
+def _has_content(intent: Intent) -> bool:
+    c = intent.constraints
+    return bool(not c.is_empty() or intent.mentioned_items or intent.preferences or intent.sort or intent.price_band)
+
+
+def _catalog_question(lowered: str) -> str:
+    if re.search(r"\bbrands?\b|\bmakers?\b|\bmanufacturers?\b", lowered):
+        return "brands"
+    if re.search(r"\bprice range\b|\brange of prices\b|\bhow (expensive|pricey|cheap)\b|\bcheapest and\b", lowered):
+        return "price_range"
+    if re.search(r"\bhow many\b|\bnumber of\b|\bhow big\b", lowered):
+        return "count"
+    if re.search(r"\btags?\b", lowered):
+        return "tags"
+    if re.search(r"\bdo you (sell|carry|stock|have|offer)\b", lowered) and not re.search(r"\bwhat\b", lowered):
+        return "has"
+    return "categories"

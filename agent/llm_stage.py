@@ -19,8 +19,8 @@ from fusion.items import Recommendation
 from fusion.recommender import RecommendationList, Recommender
 from fusion.request import RecommendRequest
 from llm_client.client import LLM, CallRecord
-from tools.history import user_history
-from tools.social import friends_purchases
+from tools.history import HistoryEntry, user_history
+from tools.social import FriendSignal, friends_purchases
 
 
 @dataclass
@@ -85,7 +85,9 @@ class LLMStage:
 
     def run(self, request: RecommendRequest, request_text: str = "", scope: UserScope | None = None,
             deadline: float | None = None, explain: bool | None = None,
-            weight: float | None = None) -> StageResult:
+            weight: float | None = None, history: list[HistoryEntry] | None = None,
+            friends: list[FriendSignal] | None = None) -> StageResult:
+        """``history`` / ``friends``: what the turn's tools already read (read here only when not given)."""
         started = time.monotonic()
         deadline = deadline or started + self.settings.api.turn_deadline_s
         scope = scope or self.recommender.scope(request.user_id)
@@ -104,8 +106,9 @@ class LLMStage:
             shown = candidates[: self.settings.llm.rerank_candidates]
             show_names = self.settings.privacy.friends_detail == "names" and request.use_friends
             ctx = build_rerank_context(
-                shown, list(range(len(shown))), user_history(scope, limit=8),
-                friends_purchases(scope, limit=5, show_names=show_names) if request.use_friends else [],
+                shown, list(range(len(shown))), history if history is not None else user_history(scope, limit=8),
+                (friends if friends is not None else friends_purchases(scope, limit=5, show_names=show_names))
+                if request.use_friends else [],
                 request.constraints, request_text, self.prompt_tokens, self.settings.llm.context_token_budget,
                 self.recommender.stores.dataset.currency, show_names,
                 self.settings.llm.context_descriptions)
@@ -121,7 +124,8 @@ class LLMStage:
         t = time.monotonic()
         explainer = Explainer(self.checker, self.prompts, self.llm if do_explain else None,
                               self.recommender.stores.dataset.currency,
-                              self.settings.privacy.friends_detail == "names")
+                              self.settings.privacy.friends_detail == "names",
+                              verb=self.recommender.stores.dataset.interaction_verb)
         explained = explainer.explain(final, request_text, deadline, limit=self.settings.llm.explain_items)
         calls += explained.calls
         timings["explain_ms"] = (time.monotonic() - t) * 1000

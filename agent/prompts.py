@@ -29,6 +29,7 @@ class PromptSet:
     texts: dict[str, str]  # template sources (without the variables header)
     sources: dict[str, Path]
     variables: dict[str, set[str]] = field(default_factory=dict)
+    root: Path = Path("prompts")  # the folder of prompt sets (exemplar files live beside the templates)
     _compiled: dict[str, jinja2.Template] = field(default_factory=dict, repr=False)
 
     def render(self, template: str, **values: object) -> str:
@@ -69,4 +70,4 @@ def load_prompt_set(prompts_dir: Path, name: str = "default") -> PromptSet:
         if used - declared:
             raise PromptError(f"{path}: uses {sorted(used - declared)} but declares only {sorted(declared)}")
         texts[template], sources[template], variables[template] = raw.strip() + "\n", path, declared
-    return PromptSet(name=name, texts=texts, sources=sources, variables=variables)
+    return PromptSet(name=name, texts=texts, sources=sources, variables=variables, root=prompts_dir)

@@ -17,6 +17,8 @@ REFUSALS = {
                   "person's purchases or history.",
     "instructions": "I can't share how I'm set up, but I'm happy to recommend something — tell me what you're "
                     "looking for.",
+    "small_talk": "Hi! Tell me what you're looking for — a kind of item, a price, something like an item you "
+                  "know — or ask about the catalog.",
 }
 
 
@@ -30,31 +32,45 @@ def money(price: float | None, currency: str) -> str:
 
 
 def describe_constraints(c: dict[str, Any], currency: str) -> str:
+    """The hard filters in words ("electronics, under $50, tagged audio, not by Harbor")."""
     parts = []
     if c.get("category"):
         parts.append(str(c["category"]))
+    if c.get("any_categories"):
+        parts.append(" or ".join(c["any_categories"]))
     if c.get("price_min") is not None and c.get("price_max") is not None:
         parts.append(f"{currency}{c['price_min']:g}–{currency}{c['price_max']:g}")
     elif c.get("price_max") is not None:
         parts.append(f"under {currency}{c['price_max']:g}")
     elif c.get("price_min") is not None:
         parts.append(f"over {currency}{c['price_min']:g}")
-    parts += [f"#{t}" for t in c.get("tags", [])]
-    parts += [f"not #{t}" for t in c.get("exclude_tags", [])]
-    parts += [f"not {x}" for x in c.get("exclude_categories", [])]
+    if c.get("tags"):
+        parts.append("tagged " + " and ".join(c["tags"]))
+    if c.get("any_tags"):
+        parts.append("tagged " + " or ".join(c["any_tags"]))
+    parts += [f"{w}s" if not w.endswith("s") else w for w in c.get("title_words", [])]
+    if c.get("brands"):
+        parts.append("by " + " or ".join(c["brands"]))
+    parts += [f"not tagged {t}" for t in c.get("exclude_tags", [])]
+    parts += [f"no {x}" for x in c.get("exclude_categories", [])]
+    parts += [f"not by {b}" for b in c.get("exclude_brands", [])]
+    parts += [f"no {w}s" if not w.endswith("s") else f"no {w}" for w in c.get("exclude_title_words", [])]
     return ", ".join(parts)
 
 
 def recommendations_text(items: list[Recommendation], constraints: dict[str, Any], notes: list[str],
-                         currency: str, fallback_reason: str | None, llm_used: bool) -> str:
-    if not items:
-        lines = ["I couldn't find anything that meets all of that."]
-        lines += [f"_{safe(n)}_" for n in notes]
-        lines.append("Try loosening a condition (a higher price limit, another category).")
-        return "\n\n".join(lines)
-    header = f"Here are {len(items)} picks for you"
+                         currency: str, fallback_reason: str | None, llm_used: bool,
+                         understood: list[str] | None = None, has_prices: bool = True) -> str:
+    understood = understood or []
     filters = describe_constraints(constraints, currency)
-    header += f" ({safe(filters)})" if filters else ""
+    said = "; ".join(p for p in [*understood, filters] if p)
+    if not items:
+        lines = ["I couldn't find anything that meets all of that" + (f" ({safe(said)})" if said else "") + "."]
+        lines += [f"_{safe(n)}_" for n in notes]
+        advice = "a higher price limit, another category" if has_prices else "fewer words, another category"
+        lines.append(f"Try loosening a condition ({advice}).")
+        return "\n\n".join(lines)
+    header = f"Here are {len(items)} picks for you" + (f" ({safe(said)})" if said else "")
     lines = [header + ":"]
     for item in items:
         price = money(item.price, currency)

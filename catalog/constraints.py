@@ -21,16 +21,25 @@ class Constraints:
     tags: list[str] = field(default_factory=list)  # all must be present
     exclude_tags: list[str] = field(default_factory=list)
     exclude_categories: list[str] = field(default_factory=list)
+    any_categories: list[str] = field(default_factory=list)  # "kitchen or garden": one of them
+    any_tags: list[str] = field(default_factory=list)  # "sci-fi or thriller": at least one of them
+    brands: list[str] = field(default_factory=list)  # one of these brands
+    exclude_brands: list[str] = field(default_factory=list)
+    title_words: list[str] = field(default_factory=list)  # "a tent": items whose title says tent
+    exclude_title_words: list[str] = field(default_factory=list)  # "no candles"
 
     def is_empty(self) -> bool:
         return not (self.category or self.price_min is not None or self.price_max is not None or self.tags
-                    or self.exclude_tags or self.exclude_categories)
+                    or self.exclude_tags or self.exclude_categories or self.any_categories or self.any_tags
+                    or self.brands or self.exclude_brands or self.title_words or self.exclude_title_words)
 
     def mask(self, stores: Stores) -> np.ndarray:
         """Boolean mask over all items (vectorised)."""
         ok = np.ones(stores.n_items, bool)
         if self.category:
             ok &= stores.categories == self.category.lower()
+        if self.any_categories:
+            ok &= np.isin(stores.categories, [c.lower() for c in self.any_categories])
         for cat in self.exclude_categories:
             ok &= stores.categories != cat.lower()
         prices = stores.prices
@@ -40,8 +49,21 @@ class Constraints:
             ok &= np.nan_to_num(prices, nan=np.inf) <= self.price_max
         for tag in self.tags:
             ok &= stores.has_tag(tag)
+        if self.any_tags:
+            any_of = np.zeros(stores.n_items, bool)
+            for tag in self.any_tags:
+                any_of |= stores.has_tag(tag)
+            ok &= any_of
         for tag in self.exclude_tags:
             ok &= ~stores.has_tag(tag)
+        if self.brands:
+            ok &= np.isin(stores.brand_keys, [b.lower() for b in self.brands])
+        if self.exclude_brands:
+            ok &= ~np.isin(stores.brand_keys, [b.lower() for b in self.exclude_brands])
+        for word in self.title_words:
+            ok &= stores.items_titled(word)
+        for word in self.exclude_title_words:
+            ok &= ~stores.items_titled(word)
         return ok
 
     def met_by(self, stores: Stores, item: int) -> list[str]:
@@ -49,19 +71,31 @@ class Constraints:
         met = []
         if self.category and stores.categories[item] == self.category.lower():
             met.append(f"category is {self.category}")
+        if self.any_categories and stores.categories[item] in {c.lower() for c in self.any_categories}:
+            met.append(f"category is {stores.categories[item]}")
         price, cur = stores.prices[item], stores.dataset.currency
         if self.price_max is not None and not np.isnan(price) and price <= self.price_max:
             met.append(f"price {cur}{price:.2f} is within your {cur}{self.price_max:g} limit")
         if self.price_min is not None and not np.isnan(price) and price >= self.price_min:
             met.append(f"price {cur}{price:.2f} is at least {cur}{self.price_min:g}")
         tags = set(stores.tag_lists[item])
-        met.extend(f"tagged '{t}'" for t in self.tags if t.lower() in tags)
+        met.extend(f"tagged '{t}'" for t in [*self.tags, *self.any_tags] if t.lower() in tags)
+        if self.brands and stores.brand_keys[item] in {b.lower() for b in self.brands}:
+            met.append(f"made by {stores.brands[item]}")
         return met
 
     def to_dict(self) -> dict[str, object]:
         return {"category": self.category, "price_min": self.price_min, "price_max": self.price_max,
                 "tags": list(self.tags), "exclude_tags": list(self.exclude_tags),
-                "exclude_categories": list(self.exclude_categories)}
+                "exclude_categories": list(self.exclude_categories), "any_categories": list(self.any_categories),
+                "any_tags": list(self.any_tags), "brands": list(self.brands),
+                "exclude_brands": list(self.exclude_brands), "title_words": list(self.title_words),
+                "exclude_title_words": list(self.exclude_title_words)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> Constraints:
+        """From ``to_dict`` output (unknown keys from older sessions are ignored)."""
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 def relax_tags(constraints: Constraints, stores: Stores) -> list[str]:

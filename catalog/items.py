@@ -10,6 +10,7 @@ class Item(BaseModel):
     item_id: str
     title: str
     category: str = ""
+    brand: str = ""
     price: float | None = None
     tags: list[str] = Field(default_factory=list)
     description: str = ""

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from catalog.items import Item
 from catalog.sanitize import strip_instructions
+from catalog.text import fold, spelling_key, stem, words
 from loaders.schema import Dataset, UnknownItem, UnknownUser, split_tags
 
 
@@ -63,21 +64,68 @@ class Stores:
         # Plain Python columns: per-item lookups on the hot path must not go through pandas.
         self.titles: list[str] = self.catalog["title"].astype(str).tolist()
         self.descriptions: list[str] = self.catalog["description"].fillna("").astype(str).tolist()
+        self.brands: list[str] = (self.catalog["brand"].fillna("").astype(str).tolist() if "brand" in self.catalog
+                                  else [""] * len(self.titles))
+        self.brand_keys = np.array([b.lower() for b in self.brands], dtype=object)
         self.tag_lists: list[list[str]] = [split_tags(t) for t in self.catalog["tags"].fillna("").astype(str)]
         self.tag_index: dict[str, int] = {t: k for k, t in enumerate(self.tag_vocab.tolist())}
         self.items_by_tag = self.item_tags.tocsc()
+        spellings: dict[str, list[int]] = {}
+        for col, tag in enumerate(self.tag_vocab.tolist()):
+            spellings.setdefault(spelling_key(tag), []).append(col)
+        self.tag_spellings = spellings
+        self._title_words: dict[str, np.ndarray] | None = None
 
     def has_tag(self, tag: str) -> np.ndarray:
-        """Boolean mask of the items carrying ``tag`` (all False for a tag nobody uses)."""
-        col = self.tag_index.get(tag.lower())
+        """Boolean mask of the items carrying ``tag`` in any of its spellings ("synth-pop" = "synthpop" =
+        "synth pop"; all False for a tag nobody uses)."""
         mask = np.zeros(self.n_items, bool)
-        if col is not None:
+        for col in self.tag_spellings.get(spelling_key(tag), ()):
             mask[self.items_by_tag[:, col].indices] = True
         return mask
+
+    def items_titled(self, word: str) -> np.ndarray:
+        """Boolean mask of the items with ``word`` (singular or plural) among the words of their title."""
+        if self._title_words is None:
+            index: dict[str, list[int]] = {}
+            for i, title in enumerate(self.titles):
+                for w in set(stem(w) for w in words(title)):
+                    index.setdefault(w, []).append(i)
+            self._title_words = {w: np.array(v, np.int64) for w, v in index.items()}
+        mask = np.zeros(self.n_items, bool)
+        mask[self._title_words.get(stem(fold(word)), np.zeros(0, np.int64))] = True
+        return mask
+
+    def first_seen_days(self) -> np.ndarray:
+        """Per item, days from the dataset's start to its first interaction (NaN when never seen or undated):
+        how new an item is, when the catalog has no release dates."""
+        if getattr(self, "_first_seen", None) is None:
+            ts = pd.to_datetime(self.events["timestamp"])
+            out = np.full(self.n_items, np.nan)
+            dated = ts.notna().to_numpy()
+            if dated.any():
+                days = ((ts[dated] - ts[dated].min()).dt.total_seconds() / 86400.0).to_numpy()
+                first = pd.Series(days).groupby(self.events["i"].to_numpy()[dated]).min()
+                out[first.index.to_numpy()] = first.to_numpy()
+            self._first_seen = out
+        return self._first_seen
+
+    def mean_rating(self) -> np.ndarray | None:
+        """Per item, the mean of its ratings (NaN when unrated); None when the data has no ratings."""
+        if getattr(self, "_mean_rating", None) is None:
+            rated = self.events[self.events["kind"] == "rating"]
+            if rated.empty:
+                return None
+            means = rated.groupby("i")["weight"].mean()
+            out = np.full(self.n_items, np.nan)
+            out[means.index.to_numpy()] = means.to_numpy()
+            self._mean_rating = out
+        return self._mean_rating
 
     def item(self, i: int) -> Item:
         price = self.prices[i]
         return Item(item_id=str(self.item_ids[i]), title=self.titles[i], category=str(self.categories[i]),
+                    brand=self.brands[i],
                     tags=list(self.tag_lists[i]), description=self.descriptions[i],
                     price=None if np.isnan(price) else float(price), popularity=int(self.popularity[i]))
 

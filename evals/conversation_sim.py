@@ -23,7 +23,7 @@ Metrics: Hit@1 (target in turn 1's list), Hit@<=3 and Hit@<=5 (in any list up to
 turns the listener actually spent, so a system that never finds it scores 5 (Hit@<=5 separates the two).
 Diagnostics: re-shown = share of turns after the first whose list repeats an item shown earlier in the
 conversation; all-words = share of shown items carrying every word said so far (train-catalog tags,
-case-insensitive); "nothing matches" = replies containing "nothing in the catalog matches"; p50/p95 turn
+case-insensitive); "nothing matches" = replies saying the catalog lacks a word ("no item in the catalog mentions"); p50/p95 turn
 latency (client wall clock; in-process time for the references).
 """
 
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from agent.chat import ChatAgent
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTHING_MATCHES = "nothing in the catalog matches"
+NOTHING_MATCHES = re.compile(r"nothing in the catalog matches|no item in the catalog mentions")  # old and new wording
 CUTOFFS = (1, 3, 5)
 EASE_LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)
 
@@ -217,7 +217,7 @@ class AgentDriver:
 
     def __call__(self, conversation_id: str, user_id: str, message: str) -> Reply:
         turn = self.agent.turn(user_id, message, session_id=conversation_id, use_llm=self.use_llm)
-        return Reply([str(i["item_id"]) for i in turn.items], turn.reply)
+        return Reply([i.item_id for i in turn.items], turn.reply)
 
 
 class TagReference:
@@ -333,7 +333,7 @@ def summarise(system: str, runs: Sequence[Run], stores: Stores, turns: int = 5) 
                 i = stores.item_index.get(item_id)
                 shown_items += 1
                 all_words += i is not None and words <= set(stores.tag_lists[i])
-            nothing += NOTHING_MATCHES in log.text.lower()
+            nothing += bool(NOTHING_MATCHES.search(log.text.lower()))
             errors += log.error is not None
             latencies.append(log.ms)
     n = max(len(runs), 1)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from catalog.scope import UserScope
+from catalog.stores import Stores
 from fusion.request import RecommendRequest
 from retrieval.bundle import SourceModels
 
@@ -47,6 +48,7 @@ class SourceScores:
 @dataclass
 class CandidatePool:
     items: np.ndarray  # item indices
+    sort_values: np.ndarray | None  # per candidate, the exact sort key when the request sorts (higher first)
     features: np.ndarray  # len(items) x len(FEATURES)
     scores: SourceScores
     query_sim: np.ndarray | None  # per candidate, when a query was given
@@ -137,8 +139,9 @@ def feature_matrix(s: SourceScores, items: np.ndarray, allowed: np.ndarray) -> n
 def allowed_mask(scope: UserScope, request: RecommendRequest) -> np.ndarray:
     stores = scope.stores
     allowed = request.constraints.mask(stores)
-    seen = scope.own_positive() if request.exclude_seen == "positive" else scope.own_feedback()
-    allowed[seen.indices] = False
+    if request.exclude_seen != "none":
+        seen = scope.own_positive() if request.exclude_seen == "positive" else scope.own_feedback()
+        allowed[seen.indices] = False
     for item_id in request.exclude_items:
         idx = stores.item_index.get(str(item_id))
         if idx is not None:
@@ -161,6 +164,25 @@ def top_n(values: np.ndarray, allowed: np.ndarray, n: int) -> np.ndarray:
     return idx[order]
 
 
+def sort_key(stores: Stores, scores: SourceScores, sort: str) -> np.ndarray | None:
+    """Per item, the value an exact sort orders by (higher first; NaN: the item has no such value)."""
+    if sort == "price_asc":
+        return -stores.prices.astype(np.float64)
+    if sort == "price_desc":
+        return stores.prices.astype(np.float64)
+    if sort == "popularity":
+        return stores.popularity.astype(np.float64)
+    if sort == "friends":
+        return scores.social_count.astype(np.float64)
+    if sort == "trend":
+        return stores.trend.astype(np.float64)
+    if sort == "newest":
+        return stores.first_seen_days()
+    if sort == "rating":
+        return stores.mean_rating()
+    return None
+
+
 def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest, per_source: int,
                query_vector: np.ndarray | None = None, extra_items: list[int] | None = None) -> CandidatePool:
     stores = scope.stores
@@ -173,13 +195,25 @@ def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest
         sources.append(scores.query)
     if scores.anchor is not None:
         sources.append(scores.anchor)
-    parts = [top_n(v, allowed, per_source) for v in sources]
-    if extra_items:
+    if request.source == "friends":
+        allowed &= scores.social_count > 0  # friends' picks: only what a friend bought
+    key = sort_key(stores, scores, request.sort) if request.sort else None
+    if key is not None:
+        # An exact sort of everything allowed: the best `per_source` by the key (every item tied with the
+        # last one kept), so the fused score only breaks ties.
+        allowed &= ~np.isnan(key)
+        parts = [top_n(np.nan_to_num(key, nan=-np.inf), allowed, per_source)]
+    elif request.source == "friends":
+        parts = [top_n(scores.social_count + 1e-3 * scores.social_weighted, allowed, per_source)]
+    else:
+        parts = [top_n(v, allowed, per_source) for v in sources]
+    if extra_items and key is None and request.source != "friends":
         extra = np.array([i for i in extra_items if allowed[i]], dtype=np.int64)
         parts.append(extra)
     items = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
     return CandidatePool(
         items=items,
+        sort_values=key[items] if key is not None else None,
         features=feature_matrix(scores, items, allowed),
         scores=scores,
         query_sim=scores.query[items] if scores.query is not None else None,

@@ -99,10 +99,17 @@ class Recommender:
             # Words in the request (or "more like this one") shift the learned order; both terms are
             # standardised over the pool so the weight means the same whatever the learner's score scale.
             final = _zscore(final)
-            for signal in (pool.query_sim, pool.anchor_sim):
-                if signal is not None:
-                    final = final + self.settings.fusion.query_weight * _zscore(signal)
-        order = np.lexsort((pool.items, -final))
+            weight = self.settings.fusion.query_weight
+            if pool.query_sim is not None:
+                final = final + weight * _zscore(pool.query_sim)
+            if pool.anchor_sim is not None:
+                final = final + (request.anchor_weight or weight) * _zscore(pool.anchor_sim)
+        if pool.sort_values is not None:  # an exact sort: the key first, the fused score breaks ties
+            order = np.lexsort((pool.items, -final, -pool.sort_values))
+        elif request.source == "friends":  # friends' picks: most friends first
+            order = np.lexsort((pool.items, -final, -pool.scores.social_count[pool.items]))
+        else:
+            order = np.lexsort((pool.items, -final))
         notes = []
         if len(pool.items) < (wanted or request.k):
             notes.append(f"only {len(pool.items)} items meet the constraints")
@@ -114,6 +121,18 @@ class Recommender:
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         return RecommendationList(user_id=scope.user_id, items=items, pool=pool, order=order, final_scores=final,
                                   timings_ms=timings, notes=notes)
+
+    def describe(self, request: RecommendRequest, items: list[int], scope: UserScope | None = None) -> list[Recommendation]:
+        """Named items (a comparison) with this user's evidence for each, in the order given."""
+        scope = scope or self.scope(request.user_id)
+        pool = build_pool(scope, self.models, request, 1, None, items)
+        learned = self.fusion.logits(pool.features) if len(pool.items) else np.zeros(0)
+        position = {int(i): j for j, i in enumerate(pool.items)}
+        present = [i for i in items if i in position]
+        friends = self._friends_who_bought(scope, request)
+        links = self._history_links(scope, np.array(present, dtype=np.int64))
+        return [self._describe(pool, position[i], rank + 1, float(learned[position[i]]), float(learned[position[i]]),
+                               request, friends, links[rank]) for rank, i in enumerate(present)]
 
     def _history_links(self, scope: UserScope, items: np.ndarray, n: int = 3) -> list[tuple[list[str], list[str]]]:
         """Per item, the history items that make it a fit: similar text, or strong co-occurrence neighbours."""
@@ -136,7 +155,8 @@ class Recommender:
 
     def _friends_who_bought(self, scope: UserScope, request: RecommendRequest) -> tuple[Any, list[str]] | None:
         """The friends' purchase rows (by item) and names, read once per request, when names may be shown."""
-        if not request.use_friends or self.settings.privacy.friends_detail != "names" or scope.friends.size == 0:
+        if (not request.use_friends or self.settings.privacy.friends_detail != "names" or scope.friends.size == 0
+                or not self.stores.dataset.named_users):  # no users table: ids are not names; counts only
             return None
         return scope.friends_positive().tocsc(), scope.friend_names()
 

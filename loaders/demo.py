@@ -110,13 +110,13 @@ def make_demo(seed: int = 7, n_users: int = 300, items_per_taste: int = 22, days
                 tags.append("budget")
             noun = title.split(" ", 2)[2]
             desc = f"{title.split(' ')[1]} {noun.lower()} for {rng.choice(taste.uses)}; {rng.choice(FEATURES)}."
-            rows.append((title, taste.category, "|".join(dict.fromkeys(tags)), desc, price))
+            rows.append((title, taste.category, "|".join(dict.fromkeys(tags)), desc, price, title.split(" ")[0]))
             item_taste.append(t_idx)
     n_items = len(rows)
     item_taste_arr = np.array(item_taste)
     order = rng.permutation(n_items)  # ids do not reveal the taste
     catalog = pd.DataFrame(
-        [rows[i] for i in order], columns=["title", "category", "tags", "description", "price"]
+        [rows[i] for i in order], columns=["title", "category", "tags", "description", "price", "brand"]
     )
     item_taste_arr = item_taste_arr[order]
     catalog.insert(0, "item_id", [f"p{i + 1:04d}" for i in range(n_items)])
@@ -205,7 +205,7 @@ def make_demo(seed: int = 7, n_users: int = 300, items_per_taste: int = 22, days
     )
     users = pd.DataFrame({"user_id": user_ids, "name": names}, dtype="string")
     catalog = catalog.astype({"item_id": "string", "title": "string", "category": "string", "tags": "string",
-                              "description": "string"})
+                              "description": "string", "brand": "string"})
     paths = {"catalog": "demo:catalog", "interactions": "demo:interactions", "social": "demo:social",
              "users": "demo:users"}
     return finalize(f"demo-s{seed}", catalog, interactions, social, users, paths,

@@ -97,8 +97,10 @@ def load_generic(folder: str | Path, name: str | None = None) -> Dataset:
     kinds = tuple(sorted(interactions["kind"].dropna().str.lower().unique())) or ("purchase",)
     positive = tuple(k for k in kinds if k in {"purchase", "like", "listen", "rating", "order"}) or kinds
     weights = {"view": 0.2, "click": 0.5}
+    verbs = {"purchase": "bought", "order": "ordered", "like": "liked", "listen": "listened to", "rating": "rated"}
     return finalize(name or folder.resolve().name, catalog, interactions, social, users, paths,
-                    positive_kinds=positive, kind_weights={k: weights.get(k, 1.0) for k in kinds})
+                    positive_kinds=positive, kind_weights={k: weights.get(k, 1.0) for k in kinds},
+                    interaction_verb=verbs.get(positive[0], "chose") if positive else "chose")
 
 
 def write_generic(dataset: Dataset, folder: str | Path, fmt: str = "csv") -> Path:

@@ -79,4 +79,6 @@ def load_lastfm(folder: str | Path) -> Dataset:
         positive_kinds=("listen",),
         kind_weights={"listen": 1.0, "tag": 1.0},
         tag_events=tag_events,
+        item_noun="artists",
+        interaction_verb="listened to",
     )

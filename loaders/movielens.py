@@ -73,6 +73,8 @@ def load_movielens(folder: str | Path) -> Dataset:
         positive_kinds=("rating",),
         kind_weights={"rating": 1.0, "tag": 1.0},
         rating_threshold=RATING_THRESHOLD,
+        item_noun="movies",
+        interaction_verb="rated highly",
     )
 
 

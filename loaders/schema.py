@@ -98,6 +98,9 @@ class Dataset:
     # Optional user tag events: item tags are derived from them when present (Last.fm).
     tag_events: pd.DataFrame | None = None
     currency: str = ""
+    item_noun: str = "items"  # what the items are called in replies ("artists", "movies")
+    interaction_verb: str = "bought"  # what doing the positive kind is called ("listened to", "liked")
+    named_users: bool = True  # False when the data has no users table: replies give counts, never ids
     # A rating counts as positive when weight >= rating_threshold (None: every rating is positive).
     rating_threshold: float | None = None
 
@@ -266,6 +269,7 @@ def finalize(
     known_users = pd.concat([interactions["user_id"], social["user_id"], social["friend_id"]]).drop_duplicates()
     if users is None or users.empty:
         users = pd.DataFrame({"user_id": known_users.astype("string"), "name": known_users.astype("string")})
+        options = {"named_users": False, **options}
     else:
         check_unique(users, "user_id", paths.get("users", "users"))
         users = users.assign(name=users["name"].fillna(users["user_id"]))

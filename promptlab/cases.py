@@ -14,18 +14,23 @@ from typing import Any
 import yaml
 
 STARTER_CASES = Path(__file__).resolve().parent / "cases"  # shipped as package data
-REPLY_KINDS = ("recommendations", "answer", "refusal")
+REPLY_KINDS = ("recommendations", "answer", "comparison", "refusal")
+ACTS = ("recommend", "similar", "compare", "item_question", "catalog_question", "friends", "refine", "out_of_scope")
+SORTS = ("price_asc", "price_desc", "popularity")
 # Every expectation type a report counts; "grounded", "no_leak" and "excluded" are checked on every case.
-EXPECTATION_TYPES = ("kind", "constraints", "grounded", "no_leak", "excluded", "prompt", "min_picks",
-                     "cheaper", "not_promoted", "must_include", "text", "latency")
-DEFAULT_HARD = frozenset({"kind", "constraints", "grounded", "no_leak", "excluded", "prompt", "min_picks",
-                          "cheaper"})
+EXPECTATION_TYPES = ("kind", "act", "constraints", "grounded", "no_leak", "honest", "excluded", "prompt", "min_picks",
+                     "cheaper", "sorted", "relative_price", "related", "names", "friends", "not_promoted",
+                     "must_include", "text", "latency")
+DEFAULT_HARD = frozenset({"kind", "act", "constraints", "grounded", "no_leak", "honest", "excluded", "prompt",
+                          "min_picks", "cheaper", "sorted", "relative_price", "related", "names", "friends"})
 CASE_KEYS = {"id", "user", "message", "conversation", "expect", "hard", "soft", "k", "labels", "description",
              "holdout", "known_bug"}
 EXPECT_KEYS = {"kind", "must_include", "must_exclude", "constraints", "min_picks", "text_contains",
                "text_excludes", "prompt_excludes", "latency_ms", "targets", "not_promoted", "exclude_previous",
-               "cheaper_than_previous"}
-CONSTRAINT_KEYS = {"category", "price_min", "price_max", "tags", "exclude_tags", "exclude_categories"}
+               "cheaper_than_previous", "act", "sorted", "cheaper_than_item", "pricier_than_item", "related_to",
+               "names_items", "friends_picks"}
+CONSTRAINT_KEYS = {"category", "price_min", "price_max", "tags", "exclude_tags", "exclude_categories",
+                   "any_categories", "any_tags", "brands", "exclude_brands", "title_words", "exclude_title_words"}
 HOLDOUT_KEYS = {"data", "fraction", "seed", "demo_seed"}
 
 
@@ -48,6 +53,12 @@ class PickConstraints:
     tags: list[str] = field(default_factory=list)
     exclude_tags: list[str] = field(default_factory=list)
     exclude_categories: list[str] = field(default_factory=list)
+    any_categories: list[str] = field(default_factory=list)  # one of them
+    any_tags: list[str] = field(default_factory=list)  # at least one of them
+    brands: list[str] = field(default_factory=list)  # one of them
+    exclude_brands: list[str] = field(default_factory=list)
+    title_words: list[str] = field(default_factory=list)  # words of the title (singular or plural)
+    exclude_title_words: list[str] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return self == PickConstraints()
@@ -68,6 +79,13 @@ class Expect:
     prompt_excludes: list[str] = field(default_factory=list)  # never in the context sent to the model
     not_promoted: list[str] = field(default_factory=list)  # should not rank higher than fusion put them
     cheaper_than_previous: bool = False  # every pick under the earlier list's dearest, mean price lower
+    act: str | None = None  # the dialogue act the agent should read (recommend, similar, compare, ...)
+    sorted: str | None = None  # price_asc | price_desc | popularity: picks in that order, the first the extreme
+    cheaper_than_item: str | None = None  # every pick costs less than this item
+    pricier_than_item: str | None = None
+    related_to: str | None = None  # most picks share this item's category
+    names_items: list[str] = field(default_factory=list)  # the reply names these items
+    friends_picks: bool = False  # every pick was bought by a friend of the case's user
 
 
 @dataclass
@@ -165,7 +183,9 @@ def parse_case(data: Any, path: Path | str = "<case>") -> Case:
         tags=[t.lower() for t in _strings(raw_c.get("tags"), "tags", path, case_id)],
         exclude_tags=[t.lower() for t in _strings(raw_c.get("exclude_tags"), "exclude_tags", path, case_id)],
         exclude_categories=[c.lower() for c in _strings(raw_c.get("exclude_categories"), "exclude_categories",
-                                                         path, case_id)])
+                                                         path, case_id)],
+        **{key: [v.lower() for v in _strings(raw_c.get(key), key, path, case_id)]
+           for key in ("any_categories", "any_tags", "brands", "exclude_brands", "title_words", "exclude_title_words")})
     kind = raw_expect.get("kind")
     if kind is not None and kind not in REPLY_KINDS:
         raise CaseFormatError(path, f"'expect.kind' must be one of {list(REPLY_KINDS)}, not {kind!r}", case_id)
@@ -193,6 +213,22 @@ def parse_case(data: Any, path: Path | str = "<case>") -> Case:
     if cheaper and not data.get("conversation"):
         raise CaseFormatError(path, "'cheaper_than_previous' needs a 'conversation' (an earlier list)", case_id)
     expect.cheaper_than_previous = cheaper
+    act, sort = raw_expect.get("act"), raw_expect.get("sorted")
+    if act is not None and act not in ACTS:
+        raise CaseFormatError(path, f"'expect.act' must be one of {list(ACTS)}, not {act!r}", case_id)
+    if sort is not None and sort not in SORTS:
+        raise CaseFormatError(path, f"'expect.sorted' must be one of {list(SORTS)}, not {sort!r}", case_id)
+    expect.act, expect.sorted = act, sort
+    for key in ("cheaper_than_item", "pricier_than_item", "related_to"):
+        value = raw_expect.get(key)
+        if value is not None and not isinstance(value, str):
+            raise CaseFormatError(path, f"'expect.{key}' must be an item id", case_id)
+        setattr(expect, key, value)
+    expect.names_items = _strings(raw_expect.get("names_items"), "names_items", path, case_id)
+    friends = raw_expect.get("friends_picks", False)
+    if not isinstance(friends, bool):
+        raise CaseFormatError(path, f"'friends_picks' must be true or false, not {friends!r}", case_id)
+    expect.friends_picks = friends
     hard_extra = set(_strings(data.get("hard"), "hard", path, case_id))
     soft_extra = set(_strings(data.get("soft"), "soft", path, case_id))
     bad = sorted((hard_extra | soft_extra) - set(EXPECTATION_TYPES))

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from catalog.text import stem, words
 from promptlab.cases import Case, PickConstraints
 
 _ESCAPED = re.compile(r"\\(.)")
@@ -25,6 +26,9 @@ class ItemFacts:
     category: str
     price: float | None
     tags: tuple[str, ...]
+    brand: str = ""
+    popularity: int = 0
+    words: frozenset[str] = frozenset()  # every word of its title, category, tags, brand and description
 
 
 def catalog_facts(stores: Any) -> dict[str, ItemFacts]:
@@ -34,8 +38,12 @@ def catalog_facts(stores: Any) -> dict[str, ItemFacts]:
         rec = stores.item_record(i)
         price = rec.get("price")
         price = None if price is None or (isinstance(price, float) and math.isnan(price)) else float(price)
+        text = " ".join([str(rec["title"]), str(rec["category"]), " ".join(rec["tags"]), str(rec.get("brand", "")),
+                         str(rec.get("description", ""))])
         out[str(rec["item_id"])] = ItemFacts(str(rec["item_id"]), str(rec["title"]), str(rec["category"]).lower(),
-                                             price, tuple(str(t).lower() for t in rec["tags"]))
+                                             price, tuple(str(t).lower() for t in rec["tags"]),
+                                             str(rec.get("brand", "")), int(rec.get("popularity", 0) or 0),
+                                             frozenset(stem(w) for w in words(text)))
     return out
 
 
@@ -59,6 +67,7 @@ class Observation:
     rejected: list[str] = field(default_factory=list)  # the session's rejected ids after the turn
     previous: list[str] = field(default_factory=list)  # the picks of the turn before, in order
     error: str | None = None  # the agent raised instead of answering
+    friend_items: set[str] | None = None  # what the case's user's friends bought (for friends_picks)
 
 
 @dataclass
@@ -83,14 +92,64 @@ def constraint_problems(facts: ItemFacts, c: PickConstraints) -> list[str]:
     out = []
     if c.category and facts.category != c.category:
         out.append(f"category {facts.category} != {c.category}")
+    if c.any_categories and facts.category not in c.any_categories:
+        out.append(f"category {facts.category} not one of {c.any_categories}")
     if c.price_min is not None and (facts.price is None or facts.price < c.price_min):
         out.append(f"price {facts.price} < {c.price_min:g}")
     if c.price_max is not None and (facts.price is None or facts.price > c.price_max):
         out.append(f"price {facts.price} > {c.price_max:g}")
     out += [f"lacks tag {t}" for t in c.tags if t not in facts.tags]
+    if c.any_tags and not set(c.any_tags) & set(facts.tags):
+        out.append(f"has none of the tags {c.any_tags}")
     out += [f"tagged {t}" for t in c.exclude_tags if t in facts.tags]
     out += [f"in {x}" for x in c.exclude_categories if facts.category == x]
+    if c.brands and facts.brand.lower() not in c.brands:
+        out.append(f"brand {facts.brand} not one of {c.brands}")
+    if facts.brand.lower() in c.exclude_brands:
+        out.append(f"brand {facts.brand} is excluded")
+    title = {stem(w) for w in words(facts.title)}
+    out += [f"title lacks '{w}'" for w in c.title_words if stem(w) not in title]
+    out += [f"title has '{w}'" for w in c.exclude_title_words if stem(w) in title]
     return out
+
+
+_CLAIM = re.compile(r"no item in the catalog mentions '([^']+)'|nothing in the catalog matches '([^']+)'")
+
+
+def _honest(text: str, catalog: dict[str, ItemFacts]) -> tuple[bool, str]:
+    """Every claim that the catalog lacks a word is true (no item's text has it)."""
+    vocabulary = set().union(*(f.words for f in catalog.values())) if catalog else set()
+    false = [w for m in _CLAIM.finditer(text) for w in m.groups() if w and all(stem(x) in vocabulary for x in words(w))]
+    return not false, f"claims the catalog lacks {false}, but items mention them"
+
+
+def _order_key(sort: str, f: ItemFacts) -> float:
+    if sort == "price_asc":
+        return f.price if f.price is not None else float("inf")
+    if sort == "price_desc":
+        return -(f.price if f.price is not None else float("-inf"))
+    return -float(f.popularity)
+
+
+def _sorted(case: Case, obs: Observation, picks: list[str], catalog: dict[str, ItemFacts]) -> tuple[bool, str]:
+    """Picks in the asked order, and the first is the extreme of every catalog item meeting the constraints
+    (the cheapest really is the minimum), leaving out only excluded and rejected items."""
+    sort = case.expect.sorted
+    assert sort is not None
+    facts = [catalog[i] for i in picks if i in catalog]
+    if not facts:
+        return False, "no picks"
+    keys = [_order_key(sort, f) for f in facts]
+    if keys != sorted(keys):
+        return False, f"picks not in {sort} order: {[f.price if sort != 'popularity' else f.popularity for f in facts]}"
+    banned = set(case.expect.must_exclude) | set(obs.rejected)
+    eligible = [f for f in catalog.values() if f.item_id not in banned and not constraint_problems(f, case.expect.constraints)
+                and (f.price is not None or sort == "popularity")]
+    best = min(_order_key(sort, f) for f in eligible) if eligible else None
+    if best is not None and keys[0] > best:
+        extreme = next(f for f in eligible if _order_key(sort, f) == best)
+        return False, f"first pick {facts[0].item_id} is not the extreme: {extreme.item_id} ({extreme.price}) is"
+    return True, ""
 
 
 def _grounded(obs: Observation, catalog: dict[str, ItemFacts]) -> tuple[bool, str]:
@@ -203,6 +262,37 @@ def check_case(case: Case, obs: Observation, catalog: dict[str, ItemFacts],
     if exp.not_promoted:
         ok, detail = _not_promoted(case, obs, picks)
         add("not_promoted", ok, detail)
+    if exp.act is not None:
+        act = str(turn.get("intent", {}).get("act"))
+        add("act", act == exp.act, f"read as {act}, expected {exp.act}")
+    ok, detail = _honest(text, catalog)
+    add("honest", ok, detail)
+    if exp.sorted:
+        ok, detail = _sorted(case, obs, picks, catalog)
+        add("sorted", ok, detail)
+    for ref, cheaper in ((exp.cheaper_than_item, True), (exp.pricier_than_item, False)):
+        if ref is None:
+            continue
+        anchor = catalog.get(ref)
+        if anchor is None or anchor.price is None:
+            add("relative_price", False, f"{ref} has no price in the catalog")
+            continue
+        prices = {i: catalog[i].price for i in picks if i in catalog}
+        wrong = [i for i, p in prices.items() if p is None or (p >= anchor.price if cheaper else p <= anchor.price)]
+        add("relative_price", bool(prices) and not wrong and ref not in picks,
+            f"not {'cheaper' if cheaper else 'dearer'} than {ref} ({anchor.price}): {wrong or 'no picks'}")
+    if exp.related_to is not None:
+        anchor = catalog.get(exp.related_to)
+        same = [i for i in picks if anchor is not None and i in catalog and catalog[i].category == anchor.category]
+        add("related", bool(picks) and 2 * len(same) >= len(picks) and exp.related_to not in picks,
+            f"{len(same)} of {len(picks)} picks share the category of {exp.related_to}")
+    if exp.names_items:
+        missing = [i for i in exp.names_items if i not in catalog or catalog[i].title.lower() not in lowered]
+        add("names", not missing, f"the answer does not name {missing}")
+    if exp.friends_picks:
+        friends = obs.friend_items or set()
+        strangers = [i for i in picks if i not in friends]
+        add("friends", bool(picks) and not strangers, f"no friend bought {strangers or 'anything (no picks)'}")
     if exp.cheaper_than_previous:
         ok, detail = _cheaper(picks, obs.previous, catalog)
         add("cheaper", ok, detail)

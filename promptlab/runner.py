@@ -277,6 +277,14 @@ def build_agent(recommender: Recommender, llm: LLM | None, prompts: PromptSet, s
     return agent, recorder
 
 
+def friend_items(stores: Any, user: str) -> set[str]:
+    """Items any friend of ``user`` bought or liked (from the stores, not from the answer)."""
+    if user not in stores.user_index:
+        return set()
+    friends = stores.friends[stores.user_index[user]].indices
+    return {str(stores.item_ids[i]) for i in stores.positive[friends].indices}
+
+
 def run_case(agent: ChatAgent, recorder: StageRecorder, case: Case, facts: dict[str, ItemFacts],
              snippets: list[str], replay_with_llm: bool = True) -> CaseRun:
     """Replay the conversation in a fresh session, then send the case's message and check the answer."""
@@ -306,7 +314,9 @@ def run_case(agent: ChatAgent, recorder: StageRecorder, case: Case, facts: dict[
     final = turns[-1]
     previous = [str(i["item_id"]) for i in turns[-2].result.get("items", [])] if len(turns) > 1 else []
     observation = Observation(turn=final.result, rejected=final.rejected, error=final.error, previous=previous,
-                              fused=[f["item_id"] for f in final.fused] if final.fused_recorded else None)
+                              fused=[f["item_id"] for f in final.fused] if final.fused_recorded else None,
+                              friend_items=friend_items(agent.recommender.stores, case.user)
+                              if case.expect.friends_picks else None)
     checks = check_case(case, observation, facts, snippets)
     return CaseRun(case_id=case.id, labels=list(case.labels), turns=turns, checks=checks,
                    hit=target_hit(case, final.result if not final.error else None), targets=list(case.expect.targets),

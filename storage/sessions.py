@@ -52,7 +52,7 @@ class SessionState:
     turns: int = 0
 
     def constraints_obj(self) -> Constraints:
-        return Constraints(**self.constraints) if self.constraints else Constraints()
+        return Constraints.from_dict(self.constraints) if self.constraints else Constraints()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -163,7 +163,7 @@ class ChatUI:
     def _answer(self, conv: Conversation, result: TurnResult) -> Iterator[tuple[Any, ...]]:
         skip = gr.skip()
         conv.session_id = result.session_id
-        cards = cards_html(result.items, self.currency) if result.items else NO_CARDS
+        cards = cards_html(result.items, self.currency, self.stores.dataset.interaction_verb) if result.items else NO_CARDS
         context = result.context or "(no rerank prompt this turn: the LLM is off, or the turn needed no ranking)"
         chunks = list(reply_chunks(result.reply)) or [""]
         history, last = conv.messages, len(chunks) - 1

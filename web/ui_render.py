@@ -50,17 +50,17 @@ def _names(values: Iterable[Any], limit: int) -> str:
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
-def evidence_lines(item: Recommendation, show_names: bool = True) -> list[str]:
+def evidence_lines(item: Recommendation, show_names: bool = True, verb: str = "bought") -> list[str]:
     """The stored facts behind a pick (agent/evidence.py, the same words as the explanation), escaped for
     HTML; empty when the item was asked about rather than ranked."""
-    return [_e(r[:1].upper() + r[1:]) for r in reasons(item, show_names, fallback=False)]
+    return [_e(r[:1].upper() + r[1:]) for r in reasons(item, show_names, fallback=False, verb=verb)]
 
 
-def card_html(item: Recommendation, currency: str) -> str:
+def card_html(item: Recommendation, currency: str, verb: str = "bought") -> str:
     price = item.price
     price_attr = f' data-price="{float(price):.2f}"' if price is not None else ""
     tags = "".join(f'<span class="fr-tag">{_e(t)}</span>' for t in item.tags[:6])
-    evidence = "".join(f"<li>{line}</li>" for line in evidence_lines(item))
+    evidence = "".join(f"<li>{line}</li>" for line in evidence_lines(item, verb=verb))
     why = item.explanation
     return (
         f'<article class="fr-card" data-item-id="{_e(item.item_id)}"{price_attr}>'
@@ -79,11 +79,11 @@ def notice_html(text: str) -> str:
     return f'<p class="fr-profile-empty">{_e(text)}</p>'
 
 
-def cards_html(items: list[Recommendation], currency: str) -> str:
+def cards_html(items: list[Recommendation], currency: str, verb: str = "bought") -> str:
     """Recommendation cards; every catalog string is HTML-escaped."""
     if not items:
         return '<div class="fr-cards"><p class="fr-empty">No items for this turn.</p></div>'
-    return '<div class="fr-cards">' + "".join(card_html(i, currency) for i in items) + "</div>"
+    return '<div class="fr-cards">' + "".join(card_html(i, currency, verb) for i in items) + "</div>"
 
 
 def profile_html(user_id: str, name: str, history: list[dict[str, Any]], friends: list[str],
