@@ -252,6 +252,20 @@ class ChatAgent:
             request.query = " ".join([request.query or "", *relaxed]).strip() or None
             result.notes.append(f"no item has all of the tags {', '.join([*request.constraints.tags, *relaxed])}; "
                                 f"treated {', '.join(relaxed)} as a preference")
+        c = request.constraints
+        if c.title_words and not c.mask(stores).any():
+            # No item of that kind meets the rest ("speakers under $80"): look for related items instead.
+            words = list(c.title_words)
+            kinds = np.zeros(stores.n_items, bool)
+            for word in words:
+                kinds |= stores.items_titled(word)
+            cats = stores.categories[kinds]
+            c.title_words = []
+            if not c.category and not c.any_categories and cats.size:
+                values, counts = np.unique(cats, return_counts=True)
+                c.category = str(values[np.argmax(counts)])
+            request.query = " ".join([request.query or "", *words]).strip() or None
+            result.notes.append(f"no {' '.join(words)} meets all of that; showing related items")
         for term in intent.unknown_terms:
             result.notes.append(f"no item in the catalog mentions '{term}'")
         result.notes += intent.notes
@@ -288,7 +302,8 @@ class ChatAgent:
                                             stores.dataset.currency, stage.fallback_reason, stage.llm_used,
                                             plan.understood, has_prices)
         ids = [r.item_id for r in result.items]
-        plan.state.last_list = ids
+        if ids or not plan.state.last_list:  # an empty answer keeps the earlier list to refer to
+            plan.state.last_list = ids
         plan.state.shown += [i for i in ids if i not in plan.state.shown]
         plan.state.explanations = {i.item_id: i.explanation for i in result.items}
 

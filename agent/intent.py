@@ -107,6 +107,11 @@ class IntentParser:
         intent.constraints.price_min, intent.constraints.price_max = lo, hi
         intent.count = extract_count(priced)
         linked = self.linker.link(text)
+        # Words inside cue phrases ("from a different maker", "the same brand as") name no entity.
+        cue_spans = [m.span() for cue in (slots.OTHER_BRAND, slots.SAME_BRAND, slots.THAT_BRAND)
+                     for m in cue.finditer(lowered)]
+        linked.mentions = [m for m in linked.mentions if not any(
+            a <= linked.tokens[m.start].start and linked.tokens[m.end - 1].end <= b for a, b in cue_spans)]
         readings = resolve(text, linked)
         intent.constraints = _merge(readings.constraints, intent.constraints)
         intent.mentioned_items = list(readings.items)
@@ -188,9 +193,13 @@ class IntentParser:
         m = re.search(r"\b(not|no|don't like|dislike|hate|skip|remove|drop|without)\b\s+(?:the\s+)?(that one|this one|"
                       r"that|this|it|first|1st|second|2nd|third|3rd|fourth|4th|fifth|5th|last)(?:\s+one)?\b", lowered)
         if m:
-            word = m.group(2).replace(" one", "")
-            pos = slots.ORDINALS.get(word, -1) if word not in {"that", "this", "it"} else 0
-            intent.refinements.append(f"reject:{pos}")
+            word = m.group(2)
+            if word in {"that", "this", "it"}:  # "still not it": the list, not one item of it
+                intent.refinements.append("reject:all")
+            else:
+                word = word.replace(" one", "")
+                pos = slots.ORDINALS.get(word, -1) if word not in {"that", "this"} else 0
+                intent.refinements.append(f"reject:{pos}")
         m = slots.OWNED.search(lowered)
         if m:
             owned = slots.position(m.group(0))
@@ -258,10 +267,12 @@ class IntentParser:
             if guess.act == "item_question":
                 intent.question = "details"
                 intent.question_target = items[0] if items else (positions[0] if positions else 1)
-        elif guess is not None and guess.act == "out_of_scope" \
-                and ((guess.score >= 0.6 and guess.similarity >= 0.65) or guess.similarity >= 0.9) \
-                and not _has_content(intent) and not targets:
+        elif guess is not None and guess.act == "out_of_scope" and not _has_content(intent) and not targets \
+                and ((guess.score >= 0.6 and guess.similarity >= 0.5) or guess.similarity >= 0.9):
             intent.act, intent.act_source = "out_of_scope", "classifier"
+        elif guess is not None and not _has_content(intent) and not targets and intent.unknown_terms \
+                and guess.similarity < 0.3 and not has_list:
+            intent.act, intent.act_source, intent.out_of_scope = "out_of_scope", "classifier", "unclear"
         if intent.act == "catalog_question":
             intent.unknown_terms = []  # "what kinds of products do you sell": nothing unknown was asked for
 

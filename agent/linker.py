@@ -121,6 +121,8 @@ class EntityLinker:
                     continue
                 if size > 1 and all(is_language(t.text) for t in toks[start:start + size]):
                     continue  # "i love", "seen it": words of the sentence, not an entity
+                if size == 1 and set(found) == {"noun"} and self._modifies(stems, start):
+                    continue  # "light camping gear": an adjective here, not the kind of item "light"
                 fuzzy = any(p in linked.corrected for p in range(start, start + size))
                 text = message[toks[start].start:toks[start + size - 1].end]
                 for kind in KINDS:
@@ -134,6 +136,13 @@ class EntityLinker:
         linked.mentions = [m for m in linked.mentions
                            if not any(a <= m.start and m.end <= b and (b - a) > (m.end - m.start) for a, b in spans)]
         return linked
+
+    def _modifies(self, stems: list[str], pos: int) -> bool:
+        """The word is followed by another catalog word or a kind noun, so it describes that one."""
+        if pos + 1 >= len(stems):
+            return False
+        following = stems[pos + 1]
+        return following in KIND_NOUNS or (following in self.known_tokens and following not in FUNCTION_WORDS)
 
     def _weak_single(self, word: str, found: dict[str, set[str]]) -> bool:
         """A single common word ("love", "live", "the") is never an entity on its own; a kind noun ("artist")

@@ -169,6 +169,7 @@ class Planner:
         k = max(1, min(intent.count or self.default_k, self.max_k))
         like_items: list[str] = []
         anchor_weight = None
+        anchor_words: list[str] = []
         # Anchors: "like X", "more like the second one", "like the first but cheaper".
         anchors = list(intent.mentioned_items)
         anchors += [i for i in (_position(state, p) for p in intent.positions) if i and i not in anchors]
@@ -198,6 +199,9 @@ class Planner:
                 constraints.exclude_brands += [brand] if brand not in constraints.exclude_brands else []
                 constraints.brands = [b for b in constraints.brands if b != brand]
             understood.append(f"items like {stores.titles[a]}" + self._price_text(a) + self._change_text(intent, a))
+            kind_word = stores.titles[a].split()[-1] if len(stores.titles[a].split()) > 1 else ""
+            if kind_word and int(stores.items_titled(kind_word).sum()) > 1:
+                anchor_words.append(kind_word.lower())  # the same kind of item ranks first (another DAC)
         elif intent.act == "similar":
             notes.append("I could not tell which item you meant")
         if intent.cheaper_than or intent.pricier_than:
@@ -241,6 +245,7 @@ class Planner:
         understood += [f"not {stores.titles[stores.item_index[i]]}" for i in intent.exclude_items if i in stores.item_index]
         preferences = self._preferences(intent, state, topic_change)
         new_state.preferences = preferences
+        query = " ".join(dict.fromkeys([*preferences.split(), *anchor_words]))
         new_state.constraints = constraints.to_dict()
         exclude = list(dict.fromkeys(new_state.rejected + like_items))
         if intent.sort == "rating" and stores.mean_rating() is None:
@@ -254,7 +259,7 @@ class Planner:
         source = "friends" if intent.act == "friends" or intent.sort == "friends" else "fusion"
         if source == "friends":
             understood.append("what your friends bought")
-        request = RecommendRequest(user_id=user_id, k=k, query=preferences or None, constraints=constraints,
+        request = RecommendRequest(user_id=user_id, k=k, query=query or None, constraints=constraints,
                                    exclude_items=exclude, like_items=like_items,
                                    use_friends=intent.use_friends is not False, sort=intent.sort if intent.sort != "friends" else None,
                                    source=source, anchor_weight=anchor_weight,

@@ -14,6 +14,7 @@ from catalog.constraints import Constraints
 
 ATTRIBUTE_ORDER = ("brand", "tag", "category", "noun")
 PRICEISH = re.compile(r"[$€£\d]")
+TASTE_BEFORE = re.compile(r"\b(i|we|they|you)( really| also| do| just| mostly| usually)? (like|love|enjoy|prefer|dig|am into|'m into)\s*$")
 _CONNECTOR = re.compile(r"^[\s,;/&]*(?:(or|and|nor|either|plus|as well as|and also|and no|or no|and not|or not)\b)?"
                         r"[\s,;/&]*(?:(any|the|a|an)\s+)?$")
 
@@ -45,8 +46,8 @@ def excluded_before(text: str, linked: Linked, m: Mention) -> bool:
         if EXCLUDE_BEFORE.search(before):
             return True
         head, _, last = before.rstrip().rpartition(" ")
-        if not last or is_language(last.strip(",.;")) or PRICEISH.search(last):
-            return False
+        if not re.fullmatch(r"[a-z][a-z'-]*", last) or is_language(last) or PRICEISH.search(last):
+            return False  # punctuation ends a cue's reach: "still no — rock and pop" excludes nothing
         before = head + " "
     return False
 
@@ -91,7 +92,10 @@ def _pick(text: str, linked: Linked, readings: list[Mention]) -> Mention | None:
         return attributes[0] if attributes else None
     m = titles[0]
     before = _before(text, linked, m)
-    referenced = bool(REFERENCE_BEFORE.search(before)) and not ATTRIBUTE_BEFORE.search(before)
+    referenced = (bool(REFERENCE_BEFORE.search(before)) and not ATTRIBUTE_BEFORE.search(before)
+                  and not TASTE_BEFORE.search(before))  # "I like blues" is a taste, "like Blue" an artist
+    if m.score < 100 and any(a.score >= 100 for a in attributes):
+        return attributes[0]  # part of a title never beats a whole attribute ("hip hop" the genre)
     if not attributes:
         if m.score >= 100 or referenced or len(linked.tokens) <= 5:
             return m

@@ -17,6 +17,8 @@ REFUSALS = {
                   "person's purchases or history.",
     "instructions": "I can't share how I'm set up, but I'm happy to recommend something — tell me what you're "
                     "looking for.",
+    "unclear": "I'm a shopping recommender, so I can't help with that — but tell me what you're looking for (a kind "
+               "of item, a price, something like an item you know) or ask about the catalog.",
     "small_talk": "Hi! Tell me what you're looking for — a kind of item, a price, something like an item you "
                   "know — or ask about the catalog.",
 }

@@ -100,7 +100,7 @@ CATALOG_Q = re.compile(r"\b(how many|number of|what (kinds?|types?|sorts?) of|wh
                        r"do you (sell|carry|stock|have any|offer)|price range|range of prices|"
                        r"how (expensive|pricey|cheap) (are|is) (your|the)|how big is|what('s| is) in (the|your) catalog|"
                        r"(categories|brands|genres) do you)\b")
-ITEM_Q = re.compile(r"\b(what does .{2,60} cost|how much does .{2,60} cost|how much (is|does|are|for)|what('s| is| does) (the )?(price|cost)|price of|cost of|"
+ITEM_Q = re.compile(r"\b(what about (the )?(first|second|third|fourth|fifth|last|#\d)|what does .{2,60} cost|how much does .{2,60} cost|how much (is|does|are|for)|what('s| is| does) (the )?(price|cost)|price of|cost of|"
                     r"how expensive is|tell me (more )?about|more (details|info|information) (on|about)|"
                     r"details (of|on|about)|describe|what('s| is) (the )?[a-z ]*\bin\b|what is|is (it|that|this) (any )?good|"
                     r"what category|which category|who makes|what brand (is|makes))\b")
@@ -111,7 +111,9 @@ NO_FRIENDS = re.compile(r"\b(ignore|without|not|don't care about|regardless of|n
 REJECT_ALL = re.compile(r"\b(none of (these|those|them|that)|not (these|those|them|any of (these|those|them))|"
                         r"(these|those|they) (aren't|are not|were not|weren't|don't|do not) (it|right|what i want|good)|"
                         r"something else|other options|show me (others|other ones|more)|different ones|"
-                        r"not (quite|really|it|what i('m| am) looking for)|nope|not what i want|try again|"
+                        r"not (quite|really|it|right|yet|there|them|the ones?|what i('m| am) (looking for|after))|"
+                        r"nope|not what i (want|need|mean|meant)|try again|no luck|wrong ones?|close,? but|"
+                        r"(still|hmm+|um+|well|ah|oh|sorry),? (no|not)\b|still (nothing|not)|"
                         r"i('ve| have) (heard|seen|got|tried) (all )?(those|these|them))\b|^\s*(no|nah|nope)\b")
 NEW_TOPIC = re.compile(r"\b(something (else|different) entirely|(entirely|completely|totally) different|"
                        r"change of (plan|topic|subject)|new (search|topic|request)|start (over|again|afresh)|"

@@ -136,6 +136,15 @@ def feature_matrix(s: SourceScores, items: np.ndarray, allowed: np.ndarray) -> n
     return np.column_stack(cols).astype(np.float64)
 
 
+def unseen_mask(scope: UserScope, request: RecommendRequest) -> np.ndarray:
+    """The items this user could be shown at all (not already theirs), whatever the request's filters."""
+    unseen = np.ones(scope.stores.n_items, bool)
+    if request.exclude_seen != "none":
+        seen = scope.own_positive() if request.exclude_seen == "positive" else scope.own_feedback()
+        unseen[seen.indices] = False
+    return unseen
+
+
 def allowed_mask(scope: UserScope, request: RecommendRequest) -> np.ndarray:
     stores = scope.stores
     allowed = request.constraints.mask(stores)
@@ -214,7 +223,10 @@ def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest
     return CandidatePool(
         items=items,
         sort_values=key[items] if key is not None else None,
-        features=feature_matrix(scores, items, allowed),
+        # Evidence is measured against everything the user could be shown, not against this request's filters:
+        # the fusion was trained on unfiltered rankings, and an item's score must not change because the
+        # user also asked for a price cap (ranking a filtered set = the global ranking, restricted).
+        features=feature_matrix(scores, items, unseen_mask(scope, request)),
         scores=scores,
         query_sim=scores.query[items] if scores.query is not None else None,
         anchor_sim=scores.anchor[items] if scores.anchor is not None else None,

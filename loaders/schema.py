@@ -273,6 +273,8 @@ def finalize(
     else:
         check_unique(users, "user_id", paths.get("users", "users"))
         users = users.assign(name=users["name"].fillna(users["user_id"]))
+        if (users["name"].astype(str) == users["user_id"].astype(str)).all():
+            options = {"named_users": False, **options}  # a users table of ids only names nobody
         check_references(interactions, "user_id", users["user_id"], paths["interactions"], "user")
         check_references(social, "user_id", users["user_id"], paths["social"], "user")
         check_references(social, "friend_id", users["user_id"], paths["social"], "user")

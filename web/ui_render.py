@@ -116,7 +116,7 @@ def intent_message(intent: dict[str, Any]) -> dict[str, Any]:
         shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
         lines.append(f"- {safe(key)}: {safe(shown)}")
     return {"role": "assistant", "content": "\n".join(lines) or "nothing specific",
-            "metadata": {"title": "🧭 understood", "status": "done"}}
+            "metadata": {"title": f"🧭 understood: {safe(intent.get('act', 'request'))}", "status": "done"}}
 
 
 def step_message(step: ToolStep) -> dict[str, Any]:
