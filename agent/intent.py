@@ -20,7 +20,7 @@ from agent.linker import EntityLinker, Linked
 from agent.prompts import PromptSet
 from agent.readings import Readings, mask, resolve
 from agent.slots import extract_count, extract_prices  # noqa: F401  (part of this module's interface)
-from agent.text import KIND_NOUNS, is_language, stem
+from agent.text import KIND_NOUNS, PRICE_WORDS, is_language, stem
 from catalog.constraints import Constraints
 from catalog.stores import Stores
 from llm_client.client import LLM, CallRecord, LLMError
@@ -216,7 +216,8 @@ class IntentParser:
                 continue
             word = tok.text
             if (is_language(word) or word in KIND_NOUNS or stem(word) in KIND_NOUNS or word.isdigit()
-                    or word in {"price", "priced"} or len(word) < 3 or word in self.first_names):
+                    or word in PRICE_WORDS or word in {"price", "priced", "costly"} or len(word) < 3
+                    or word in self.first_names):
                 continue
             if stem(linked.corrected.get(pos, word)) in self.linker.text_words:
                 prefs.append(linked.corrected.get(pos, word))

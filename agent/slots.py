@@ -68,7 +68,7 @@ def extract_count(text: str) -> int | None:
 
 # Relative prices, resolved against the price distribution of what the rest of the request allows.
 CHEAP = re.compile(r"\b(cheap|inexpensive|affordable|budget|low[- ]cost|low[- ]priced|bargain|economical|"
-                   r"not (too |very |that )?expensive|on a budget)\b")
+                   r"not (too |very |that |so )?(expensive|pricey|costly)|on a budget)\b")
 PREMIUM = re.compile(r"\b(premium|luxury|luxurious|high[- ]end|upscale|top[- ]of[- ]the[- ]line|fancy|splurge|"
                      r"expensive|pricey)\b")
 MID = re.compile(r"\b(mid[- ]range|mid[- ]priced|moderately priced|reasonably priced)\b")

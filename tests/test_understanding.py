@@ -114,6 +114,9 @@ def test_relative_prices_are_the_category_thirds(demo_stores, parser, agent):
     # "no premium stuff" excludes the tag of that name; it is not a price wish
     intent = parser.parse("running gear, no premium stuff")
     assert intent.constraints.exclude_tags == ["premium"] and intent.price_band is None
+    # "not too pricey" is a wish for the cheaper third, and a price word is never reported as unknown
+    intent = parser.parse("a wireless gadget, not too pricey")
+    assert intent.price_band == "cheap" and "pricey" not in intent.unknown_terms
 
 
 @pytest.mark.parametrize(("message", "sort", "mask"), [
