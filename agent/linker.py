@@ -130,12 +130,38 @@ class EntityLinker:
                         items = self._items(kind, value)
                         linked.mentions.append(Mention(kind, value, start, start + size, text,
                                                        90.0 if fuzzy else 100.0, items))
+        linked.mentions = self._canonical_tags(linked.mentions, stems)
         linked.mentions += self._partial_titles(toks, stems, linked)
         # A reading inside a longer one ("metal" in "death metal", "fi" in "sci fi") is not a reading.
         spans = {(m.start, m.end) for m in linked.mentions if m.score >= 100}
         linked.mentions = [m for m in linked.mentions
                            if not any(a <= m.start and m.end <= b and (b - a) > (m.end - m.start) for a, b in spans)]
         return linked
+
+    def _canonical_tags(self, mentions: list[Mention], stems: list[str]) -> list[Mention]:
+        """One tag per span, the one most items carry ("hip-hop" over "hip hop", "female vocalists" over
+        "female vocalist": spellings of one tag); and a tag that only adds a kind noun to a more used tag
+        ("pop music", "french bands", "new wave artists") yields to it: the noun names what is asked for."""
+        best: dict[tuple[int, int], int] = {}
+        for m in mentions:
+            if m.kind == "tag":
+                best[(m.start, m.end)] = max(best.get((m.start, m.end), 0), self.tag_items.get(m.value, 0))
+        out: list[Mention] = []
+        kept: set[tuple[int, int]] = set()
+        for m in mentions:
+            if m.kind != "tag":
+                out.append(m)
+                continue
+            span, n = (m.start, m.end), self.tag_items.get(m.value, 0)
+            if n < best[span] or span in kept:
+                continue
+            if m.end - m.start > 1 and stems[m.end - 1] in KIND_NOUNS:
+                inner = self.phrases.get(tuple(stems[m.start:m.end - 1]), {}).get("tag", set())
+                if any(self.tag_items.get(t, 0) > n for t in inner):
+                    continue
+            kept.add(span)
+            out.append(m)
+        return out
 
     def _modifies(self, stems: list[str], pos: int) -> bool:
         """The word is followed by another catalog word or a kind noun, so it describes that one."""

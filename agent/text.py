@@ -57,7 +57,7 @@ every everyone exactly expensive explore family fancy father few fifth find firs
 friends gear get girl girlfriend give got guess guy had hate have hear heard help helpful hmm hot how
 husband idea ideas inexpensive instead item items kid knew know lady last lately latest least less like
 liked likes listen listened listening look looking lot love loved luxury man many match matches matching
-maybe mean meant mine mom month more most mother much mum myself nah near nearly need needed needs
+maybe mean meant mine mom month mood more most mother much mum myself nah near nearly need needed needs
 neither new newest next no none nope not number oh ok okay one ones option options order other ours over
 own owned partner people perhaps person pick picks piece pieces please plenty popular popularity prefer
 preferred premium present previous price priced prices pricier priciest probably product products

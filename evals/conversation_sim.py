@@ -16,7 +16,9 @@ Protocol (seeded; the system only ever sees the train split, so the target is ne
    over its OpenAI-compatible API (``HttpDriver``), the agent in process (``AgentDriver``), and two
    references that are handed the words (not the message): items carrying all words said so far, unseen by
    the user and not shown before, ranked by popularity or by the user's EASE score (lambda tuned on a
-   validation holdout of the train split), filled from items carrying the most words.
+   validation holdout of the train split), filled from items carrying the most words; with the API run, a
+   third reference ranks them by the app's own fused scores (``Recommender.fused_scores``: the served
+   ranker with a perfect parse, so the gap to the app is the understanding's, the gap to EASE the ranker's).
 
 Metrics: Hit@1 (target in turn 1's list), Hit@<=3 and Hit@<=5 (in any list up to that turn);
 **mean turns** = the turn at which the target was first shown, or ``turns`` (5) when it never was — the
@@ -454,6 +456,18 @@ def main(argv: list[str] | None = None) -> int:
         log(f"EASE lambda {lam:g} (validation NDCG@10 {ndcg})")
         ease = EASE("ease", {"lambda": lam}).fit(stores)
         runs_by["reference-ease"] = simulate(conversations, TagReference(stores, ease_scores(ease), conversations))
+    if "api" in systems and "references" in systems:
+        # The app's own ranker handed the words: what the served fusion gives with a perfect parse, so the
+        # gap to the app is the understanding's and the gap to EASE the ranker's.
+        from config.settings import Settings
+        from indexing.build import load_recommender
+
+        served = Settings(home=home, data=str(home / f"{split.train.name}-train-s{args.seed}"))
+        recommender = load_recommender(served)
+        log("reference: the app's fused scores handed the words ...")
+        runs_by["reference-fusion"] = simulate(conversations, TagReference(
+            recommender.stores, lambda user: recommender.fused_scores(str(recommender.stores.user_ids[user])),
+            conversations))
     rows = [summarise(name, runs, stores) for name, runs in runs_by.items()]
     out["results"] = rows
     out["examples"] = {name: [transcript(r, stores) for r in runs[:5]] for name, runs in runs_by.items()}

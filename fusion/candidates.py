@@ -70,8 +70,9 @@ def compute_source_scores(scope: UserScope, models: SourceModels, query_vector: 
         anchors = np.zeros(stores.n_items, np.float32)
         for item in anchor_items:
             # "more like this one": text similarity plus co-occurrence neighbourhood of the anchor item
+            neighbours = models.knn.neighbour_vector(item)
             anchors = np.maximum(anchors, models.content.items @ models.content.items[item]
-                                 + _norm(models.knn.neighbour_vector(item)))
+                                 + _norm(neighbours, neighbours))
         anchor = anchors
     return SourceScores(
         cf=models.mf.score(scope.user),
@@ -88,16 +89,17 @@ def compute_source_scores(scope: UserScope, models: SourceModels, query_vector: 
     )
 
 
-def _rank_feature(values: np.ndarray, items: np.ndarray) -> np.ndarray:
-    """1/log2(2 + rank) of each candidate within the pool, ties broken by item index."""
-    order = np.lexsort((items, -values))
-    rank = np.empty(len(values))
-    rank[order] = np.arange(len(values))
-    return 1.0 / np.log2(2.0 + rank)
+def _rank_feature(full: np.ndarray, items: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """1/log2(2 + rank) of each candidate among the ``base`` pool's items (the others of them ranked higher,
+    ties broken by item index); a candidate outside the base pool is ranked as if it joined it."""
+    ref = full[base]
+    higher = (ref[None, :] > full[items][:, None]) | ((ref[None, :] == full[items][:, None]) & (base[None, :] < items[:, None]))
+    return 1.0 / np.log2(2.0 + higher.sum(axis=1))
 
 
-def _norm(values: np.ndarray) -> np.ndarray:
-    peak = float(np.max(np.abs(values))) if values.size else 0.0
+def _norm(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``values`` as a share of the largest magnitude in ``reference``."""
+    peak = float(np.max(np.abs(reference))) if reference.size else 0.0
     return values / peak if peak > 0 else values
 
 
@@ -113,25 +115,33 @@ def _rank_among(full: np.ndarray, allowed: np.ndarray, items: np.ndarray) -> np.
     return (len(ref) - np.searchsorted(ref, full[items], side="right")).astype(np.float64)
 
 
-def evidence_columns(full: np.ndarray, allowed: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+def evidence_columns(full: np.ndarray, allowed: np.ndarray, items: np.ndarray,
+                     base: np.ndarray | None = None) -> list[np.ndarray]:
     """The five views of one source's dense scores for the candidates ``items``: raw, z-score over the
-    allowed items, share of the pool's best, 1/log2(2 + rank) and log(1 + rank) among the allowed items."""
+    allowed items, share of the best in the ``base`` pool (default: the candidates), 1/log2(2 + rank) and
+    log(1 + rank) among the allowed items."""
     values = full[items]
     rank = _rank_among(full, allowed, items)
-    return [values, _z(full, allowed)[items], _norm(values), 1.0 / np.log2(2.0 + rank), np.log1p(rank)]
+    reference = values if base is None else full[base]
+    return [values, _z(full, allowed)[items], _norm(values, reference), 1.0 / np.log2(2.0 + rank), np.log1p(rank)]
 
 
-def feature_matrix(s: SourceScores, items: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+def feature_matrix(s: SourceScores, items: np.ndarray, allowed: np.ndarray, base: np.ndarray | None = None) -> np.ndarray:
+    """Evidence features of the candidates ``items``. Every feature is measured against what the user could be
+    shown with no filter (``allowed``: the unseen items; ``base``: the pool an unfiltered request would have,
+    default the candidates themselves), so a filter, a search hit or an explained item never shifts an
+    item's features: ranking a filtered set is the unfiltered ranking, restricted."""
+    base = items if base is None else base
     cols = []
     z_of = {}
     for name in SCORED:
-        views = evidence_columns(getattr(s, name), allowed, items)
+        views = evidence_columns(getattr(s, name), allowed, items, base)
         z_of[name] = views[1]
         cols += views
     count = s.social_count[items]
     share = count / max(s.n_friends, 1)
     history = np.log1p(s.n_history)
-    cols += [np.log1p(count), share, s.popularity[items], _rank_feature(s.popularity[items], items), s.trend[items],
+    cols += [np.log1p(count), share, s.popularity[items], _rank_feature(s.popularity, items, base), s.trend[items],
              share * np.log1p(s.n_friends), z_of["cf"] * history, z_of["knn"] * history]
     return np.column_stack(cols).astype(np.float64)
 
@@ -192,14 +202,21 @@ def sort_key(stores: Stores, scores: SourceScores, sort: str) -> np.ndarray | No
     return None
 
 
+BEHAVIOURAL = 5  # the sources every pool draws from (query and anchor join when the request has them)
+
+
 def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest, per_source: int,
-               query_vector: np.ndarray | None = None, extra_items: list[int] | None = None) -> CandidatePool:
+               query_vector: np.ndarray | None = None, extra_items: list[int] | None = None,
+               base_per_source: int | None = None) -> CandidatePool:
+    """Candidates for ``request``: the union of each source's best ``per_source`` allowed items (and
+    ``extra_items``), with their evidence features measured against the unfiltered pool of
+    ``base_per_source`` (default ``per_source``) items per source."""
     stores = scope.stores
     anchors = [stores.item_index[i] for i in request.like_items if i in stores.item_index]
     scores = compute_source_scores(scope, models, query_vector, anchors, request.use_friends)
     allowed = allowed_mask(scope, request)
     sources = [scores.cf, scores.knn, scores.social_weighted + 1e-3 * scores.social_count, scores.content,
-               scores.popularity]
+               scores.popularity]  # the first BEHAVIOURAL: what an unfiltered pool is made of
     if scores.query is not None:
         sources.append(scores.query)
     if scores.anchor is not None:
@@ -220,13 +237,17 @@ def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest
         extra = np.array([i for i in extra_items if allowed[i]], dtype=np.int64)
         parts.append(extra)
     items = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+    # The pool an unfiltered request would have (what training pools are): the reference of the features
+    # that compare a candidate with the rest of the pool.
+    unseen = unseen_mask(scope, request)
+    base = np.unique(np.concatenate([top_n(v, unseen, base_per_source or per_source) for v in sources[:BEHAVIOURAL]]))
     return CandidatePool(
         items=items,
         sort_values=key[items] if key is not None else None,
         # Evidence is measured against everything the user could be shown, not against this request's filters:
         # the fusion was trained on unfiltered rankings, and an item's score must not change because the
         # user also asked for a price cap (ranking a filtered set = the global ranking, restricted).
-        features=feature_matrix(scores, items, unseen_mask(scope, request)),
+        features=feature_matrix(scores, items, unseen, base),
         scores=scores,
         query_sim=scores.query[items] if scores.query is not None else None,
         anchor_sim=scores.anchor[items] if scores.anchor is not None else None,

@@ -122,10 +122,23 @@ class Recommender:
         return RecommendationList(user_id=scope.user_id, items=items, pool=pool, order=order, final_scores=final,
                                   timings_ms=timings, notes=notes)
 
+    def fused_scores(self, user_id: str) -> np.ndarray:
+        """The learned fused score this ranker gives each item the user has not bought (-inf for the others):
+        the score the item gets in any request of this user without words or anchors, whatever its filters
+        (the features do not depend on them)."""
+        scope = self.scope(user_id)
+        request = RecommendRequest(user_id=user_id)
+        pool = build_pool(scope, self.models, request, self.stores.n_items,
+                          base_per_source=self.settings.sources.per_source)
+        out = np.full(self.stores.n_items, -np.inf)
+        if len(pool.items):
+            out[pool.items] = self.fusion.logits(pool.features)
+        return out
+
     def describe(self, request: RecommendRequest, items: list[int], scope: UserScope | None = None) -> list[Recommendation]:
         """Named items (a comparison) with this user's evidence for each, in the order given."""
         scope = scope or self.scope(request.user_id)
-        pool = build_pool(scope, self.models, request, 1, None, items)
+        pool = build_pool(scope, self.models, request, 1, None, items, base_per_source=self.settings.sources.per_source)
         learned = self.fusion.logits(pool.features) if len(pool.items) else np.zeros(0)
         position = {int(i): j for j, i in enumerate(pool.items)}
         present = [i for i in items if i in position]

@@ -87,6 +87,24 @@ def test_ranking_is_deterministic_and_sorted(recommender):
     assert scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.parametrize("constraints", [Constraints(category="electronics"), Constraints(price_max=30.0),
+                                         Constraints(tags=["camping"])])
+def test_a_filter_ranks_the_unfiltered_order_restricted(recommender, constraints):
+    """An item's fused score does not depend on what else a filter lets through: the filtered list is the
+    unfiltered ranking restricted to the items that pass."""
+    everything = recommender.recommend(RecommendRequest(user_id="u0010", k=recommender.stores.n_items))
+    filtered = recommender.recommend(RecommendRequest(user_id="u0010", k=8, constraints=constraints))
+    unfiltered_score = {r.item_id: r.score for r in everything.items}
+    common = [r for r in filtered.items if r.item_id in unfiltered_score]
+    assert len(common) >= 5
+    assert all(abs(r.score - unfiltered_score[r.item_id]) < 1e-9 for r in common)
+    passing = [r.item_id for r in everything.items if r.item_id in {c.item_id for c in common}]
+    assert passing == [r.item_id for r in common]
+    # fused_scores (the conversation benchmark's reference) is the same score for every unseen item
+    fused = recommender.fused_scores("u0010")
+    assert all(abs(fused[recommender.stores.item_index[r.item_id]] - r.score) <= 5e-5 for r in filtered.items)  # score: 4 d.p.
+
+
 def test_semantic_query_pulls_matching_items(recommender):
     result = recommender.recommend(RecommendRequest(user_id="u0001", k=5, query="tent and sleeping bag for camping"))
     assert sum("camping" in r.tags for r in result.items) >= 3

@@ -104,6 +104,26 @@ def test_tag_or_title_is_decided_by_the_wording(lastfm_slice):
     assert "i love" not in read("i love death metal").constraints.tags
 
 
+def test_one_tag_per_phrase_the_one_most_items_carry(tmp_path):
+    """Spellings of one tag ("hip-hop", "hip hop") read as the most used; a tag that only adds a kind noun
+    ("pop music", "french bands") yields to the tag it extends."""
+    from catalog.stores import build_stores
+    from loaders.generic import load_generic
+
+    tags = ["pop"] * 6 + ["pop music"] + ["hip-hop"] * 4 + ["hip hop"] + ["french"] * 3 + ["french bands"]
+    rows = [f"i{n},Artist {n},music,{t},,," for n, t in enumerate(tags)]
+    (tmp_path / "catalog.csv").write_text("item_id,title,category,tags,description,price,brand\n" + "\n".join(rows) + "\n")
+    (tmp_path / "interactions.csv").write_text("user_id,item_id\n" + "".join(f"u{n % 3},i{n}\n" for n in range(len(tags))))
+    linker = EntityLinker(build_stores(load_generic(tmp_path)))
+
+    def read(message):
+        return resolve(message, linker.link(message)).constraints.tags
+
+    assert read("new pop music for me") == ["pop"]
+    assert read("some hip hop please") == ["hip-hop"]
+    assert read("I want to discover a french band") == ["french"]
+
+
 def test_relative_prices_are_the_category_thirds(demo_stores, parser, agent):
     audio = demo_stores.prices[demo_stores.has_tag("audio")]
     turn = agent.turn("u0001", "cheap audio gear")
