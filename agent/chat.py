@@ -119,6 +119,7 @@ class ChatAgent:
             embedder.model()  # load MiniLM now, not on the first message that is not in the cache
             classifier = ActClassifier(embedder.embed, load_exemplars(prompts.root, prompts.name))
         self.parser = IntentParser(stores, prompts, llm, classifier, EntityLinker(stores))
+        stores.items_titled("")  # build the title-word index now, not in the first turn naming a kind of item
         self.planner = Planner(stores, settings.api.default_k, settings.api.max_k)
         self.stage = LLMStage(recommender, llm, prompts, settings, calibrated_weight, calibration)
         self.fusion_only = LLMStage(recommender, None, prompts, settings) if llm is not None else self.stage
