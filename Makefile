@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.fusionrec-installed
 SHARED ?= ../shared/data
 
-.PHONY: setup demo test test-fast browser bench bench-lastfm bench-probe bench-llm bench-chat bench-load lint clean
+.PHONY: setup demo test test-fast browser bench bench-lastfm bench-probe bench-llm bench-chat bench-load bench-turn lint clean
 
 setup: $(STAMP)
 
@@ -65,3 +65,11 @@ clean:
 .PHONY: bench-conversation
 bench-conversation: setup
 	$(BIN)/python -m evals.conversation_sim --data $(SHARED)/lastfm-hetrec2011 --users 300 --seed 7 --json docs/benchmarks/conversation-lastfm.json --out docs/benchmarks/lastfm $(if $(HOME_DIR),--home $(HOME_DIR))
+
+# In-process turn latency (LLM off) against `recommend` alone, demo and Last.fm (the Last.fm index is built in
+# HOME_DIR on the first run; pass one to reuse it), and the entity linker over 2k/20k/100k synthetic items.
+.PHONY: bench-turn
+bench-turn: setup
+	$(BIN)/python -m evals.bench_turn --json docs/benchmarks/bench-turn-demo.json $(if $(HOME_DIR),--home $(HOME_DIR))
+	$(BIN)/python -m evals.bench_turn --data $(SHARED)/lastfm-hetrec2011 --json docs/benchmarks/bench-turn-lastfm.json $(if $(HOME_DIR),--home $(HOME_DIR))
+	$(BIN)/python -m evals.bench_linker --json docs/benchmarks/bench-linker.json

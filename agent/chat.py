@@ -8,6 +8,7 @@ then the turn and the session memory are stored in one transaction.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +35,8 @@ from catalog.stores import Stores
 from fusion.items import Recommendation
 from fusion.recommender import Recommender
 from fusion.request import RecommendRequest
-from llm_client.client import LLM
+from indexing.calibration import Calibration
+from llm_client.client import LLM, LocalLLM
 from storage.sessions import SessionState, SessionStore
 from tools.history import HistoryEntry, user_history
 from tools.social import FriendSignal
@@ -99,7 +101,11 @@ class UserProfile:
 class ChatAgent:
     def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: AgentConfig,
                  sessions: SessionStore, scope_factory: Callable[[Stores, str], UserScope] = scope_for,
-                 calibrated_weight: float | None = None):
+                 calibrated_weight: float | None = None, calibration: Calibration | None = None,
+                 warm_up: bool | None = None):
+        """``calibration``: what `fusionrec eval --llm` measured for this model (``calibrated_weight``: its
+        weight alone). ``warm_up``: one tiny completion in the background now (None: for a local model, as
+        ``llm.warm_up`` says), so the first user does not pay the model's first, slowest call."""
         self.scope_factory = scope_factory  # tests pass a recording factory to audit every read
         self.recommender = recommender
         self.llm = llm
@@ -113,9 +119,50 @@ class ChatAgent:
             embedder.model()  # load MiniLM now, not on the first message that is not in the cache
             classifier = ActClassifier(embedder.embed, load_exemplars(prompts.root, prompts.name))
         self.parser = IntentParser(stores, prompts, llm, classifier, EntityLinker(stores))
+        stores.items_titled("")  # build the title-word index now, not in the first turn naming a kind of item
         self.planner = Planner(stores, settings.api.default_k, settings.api.max_k)
-        self.stage = LLMStage(recommender, llm, prompts, settings, calibrated_weight)
+        self.stage = LLMStage(recommender, llm, prompts, settings, calibrated_weight, calibration)
         self.fusion_only = LLMStage(recommender, None, prompts, settings) if llm is not None else self.stage
+        if warm_up is None:
+            warm_up = isinstance(llm, LocalLLM) and settings.llm.warm_up
+        self.warm_up_state = "not needed" if llm is None else ("off" if not warm_up else "running")
+        self.warm_up_thread: threading.Thread | None = None
+        if llm is not None and warm_up:
+            self.warm_up_thread = threading.Thread(target=self._warm_up, name="llm-warm-up", daemon=True)
+            self.warm_up_thread.start()
+
+    def _warm_up(self) -> None:
+        """One tiny completion behind the system prompt: loads the weights into memory, allocates the compute
+        buffers and leaves the system prompt's tokens in the model's cache for the first real request."""
+        assert self.llm is not None
+        started = time.monotonic()
+        try:
+            self.llm.chat([{"role": "system", "content": self.prompts.render("system")},
+                           {"role": "user", "content": "ok"}], max_tokens=1, deadline_s=120)
+        except Exception as exc:  # a failing model is reported by the turns that use it; warming is best effort
+            self.warm_up_state = f"failed: {exc.__class__.__name__}: {exc}"
+            log.warning("LLM warm-up failed: %s", exc)
+            return
+        self.warm_up_state = f"done in {(time.monotonic() - started) * 1000:.0f} ms"
+
+    def llm_steps(self) -> dict[str, dict[str, Any]]:
+        """Which LLM steps run for this model and why (plain data, e.g. for a readiness probe)."""
+        llm = self.settings.llm
+        stage = self.stage
+        no_model = {"active": False, "why": "no model"}
+
+        def step(active: bool, why: str) -> dict[str, Any]:
+            return {"active": active, "why": why} if self.llm is not None else dict(no_model)
+
+        return {
+            "rerank": {"active": stage.rerank_policy.active, "why": stage.rerank_policy.why,
+                       "weight": stage.weight, "passes": llm.shuffle_passes},
+            "explain": {"active": stage.explain_policy.active, "why": stage.explain_policy.why},
+            "intent": step(llm.intent_with_llm, f"llm.intent_with_llm set to {str(llm.intent_with_llm).lower()}"),
+            "tool_choice": step(llm.tool_choice == "model" and llm.backend == "hosted",
+                                f"llm.tool_choice '{llm.tool_choice}' with the {llm.backend} backend"),
+            "warm_up": {"active": self.warm_up_thread is not None, "why": self.warm_up_state},
+        }
 
     def profile(self, user_id: str, limit: int = 6) -> UserProfile:
         """What the UI shows about the acting user: name, recent items, friends (raises UnknownUser)."""
@@ -306,6 +353,7 @@ class ChatAgent:
             plan.state.last_list = ids
         plan.state.shown += [i for i in ids if i not in plan.state.shown]
         plan.state.explanations = {i.item_id: i.explanation for i in result.items}
+        result.notes += stage.notes  # after the reply: what the LLM stage skipped is for callers, not the prose
 
     @staticmethod
     def _step_dict(step: ToolStep) -> dict[str, Any]:

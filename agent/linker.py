@@ -93,6 +93,11 @@ class EntityLinker:
                 self.phrases[key(("".join(tag_words),))]["tag"].add(tag)  # "scifi" for "sci-fi"
         self.vocabulary = sorted({t for phrase in self.phrases for t in phrase if len(t) >= 4})
         self._vocab_set = set(self.vocabulary)
+        # Typo candidates by (first letter, length): a fix keeps the first letter and is at most two edits
+        # away, so only words of a near length with that letter are compared (not the whole vocabulary).
+        self._spelling_buckets: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for word in self.vocabulary:
+            self._spelling_buckets[(word[0], len(word))].append(word)
         self.known_tokens = {t for phrase in self.phrases for t in phrase}
         text_words: set[str] = set()
         for text in stores.descriptions:
@@ -185,14 +190,15 @@ class EntityLinker:
 
     def _correct(self, word: str) -> str | None:
         """The catalog word a typo stands for: one edit away (two for words of 9 letters or more), same first
-        letter; a real word that merely resembles a catalog word is left alone by that bound."""
+        letter; a real word that merely resembles a catalog word is left alone by that bound. Only the words
+        of that first letter and a length within the bound are compared."""
         if len(word) < 5:
             return None
         allowed = 1 if len(word) < 9 else 2
-        hit = process.extractOne(word, self.vocabulary, scorer=OSA.distance, score_cutoff=allowed)
-        if hit is None or str(hit[0])[0] != word[0]:
-            return None
-        return str(hit[0])
+        candidates = sorted(w for n in range(len(word) - allowed, len(word) + allowed + 1)
+                            for w in self._spelling_buckets.get((word[0], n), ()))
+        hit = process.extractOne(word, candidates, scorer=OSA.distance, score_cutoff=allowed)
+        return None if hit is None else str(hit[0])
 
     def _items(self, kind: str, value: str) -> tuple[int, ...]:
         if kind == "title":

@@ -18,6 +18,7 @@ from catalog.scope import UserScope
 from fusion.items import Recommendation
 from fusion.recommender import RecommendationList, Recommender
 from fusion.request import RecommendRequest
+from indexing.calibration import Calibration
 from llm_client.client import LLM, CallRecord
 from tools.history import HistoryEntry, user_history
 from tools.social import FriendSignal, friends_purchases
@@ -36,18 +37,28 @@ class StageResult:
     calls: list[CallRecord] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     explanations_rejected: int = 0
+    notes: list[str] = field(default_factory=list)  # LLM steps skipped and why
 
     @property
     def tokens(self) -> tuple[int, int]:
         return sum(c.prompt_tokens for c in self.calls), sum(c.completion_tokens for c in self.calls)
 
 
+@dataclass(frozen=True)
+class StepPolicy:
+    active: bool
+    why: str
+
+
 class LLMStage:
     def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: AgentConfig,
-                 calibrated_weight: float | None = None):
-        """``calibrated_weight``: the blend weight `fusionrec eval --llm` chose for this model, if any
-        (``llm.blend_weight`` in the settings wins over it)."""
-        self.calibrated_weight = calibrated_weight
+                 calibrated_weight: float | None = None, calibration: Calibration | None = None):
+        """``calibration``: what `fusionrec eval --llm` measured for this model (blend weight, grounding
+        acceptance of its explanations), if anything; ``calibrated_weight`` is its weight alone. Explicit
+        settings (``llm.blend_weight``, ``llm.explain_with_llm``) win over both."""
+        calibration = calibration or Calibration(weight=calibrated_weight)
+        self.calibration = calibration
+        self.calibrated_weight = calibration.weight if calibrated_weight is None else calibrated_weight
         self.recommender = recommender
         self.llm = llm
         self.prompts = prompts
@@ -61,6 +72,8 @@ class LLMStage:
                                         currency=stores.dataset.currency, attributes=attributes)
         self.reranker = Reranker(llm, prompts, passes=settings.llm.shuffle_passes, seed=settings.llm.seed)
         self.weight = self._resolve_weight()
+        self.rerank_policy = self._rerank_policy()
+        self.explain_policy = self._explain_policy()
 
     def _resolve_weight(self) -> float:
         if self.settings.llm.blend_weight is not None:
@@ -68,6 +81,30 @@ class LLMStage:
         if self.llm is None or self.calibrated_weight is None:
             return 0.0
         return float(self.calibrated_weight)
+
+    def _rerank_policy(self) -> StepPolicy:
+        """Call the rerank only when its answer can change the order (a blend weight above 0)."""
+        if self.llm is None:
+            return StepPolicy(False, "no model")
+        if self.settings.llm.blend_weight is not None:
+            w = float(self.settings.llm.blend_weight)
+            return StepPolicy(w > 0, f"llm.blend_weight set to {w:g}")
+        if self.calibrated_weight is None:
+            return StepPolicy(False, "not calibrated for this model (`fusionrec eval --llm`): weight 0")
+        return StepPolicy(self.weight > 0, f"calibrated weight {self.weight:g}")
+
+    def _explain_policy(self) -> StepPolicy:
+        """Phrase with the model only where its phrasings were measured to pass the grounding check."""
+        if self.llm is None:
+            return StepPolicy(False, "no model")
+        setting = self.settings.llm.explain_with_llm
+        if setting is not None:
+            return StepPolicy(bool(setting), f"llm.explain_with_llm set to {str(bool(setting)).lower()}")
+        share, needed = self.calibration.explain_acceptance, self.settings.llm.explain_min_acceptance
+        if share is None:
+            return StepPolicy(False, "grounding acceptance not measured for this model (`fusionrec eval --llm`)")
+        measured = f"the grounding check accepted {share:.0%} of {self.calibration.explain_proposed} phrasings"
+        return StepPolicy(share >= needed, measured + ("" if share >= needed else f" (needs {needed:.0%})"))
 
     @property
     def calibrated(self) -> bool:
@@ -94,6 +131,7 @@ class LLMStage:
         wide = max(request.k, self.settings.llm.rerank_candidates)
         fused = self.recommender.recommend(replace(request, k=wide), scope=scope, wanted=request.k)
         timings = {"fusion_ms": fused.timings_ms.get("total_ms", 0.0)}
+        policy = self.rerank_policy if weight is None else StepPolicy(weight > 0, f"weight {weight:g}")
         weight = self.weight if weight is None else weight
         candidates = fused.items
         fusion_ids = [r.item_id for r in candidates]
@@ -101,7 +139,10 @@ class LLMStage:
         order = fusion_ids
         llm_used, reason = False, ("llm_off" if self.llm is None else None)
         calls: list[CallRecord] = []
-        if self.llm is not None and len(candidates) >= 2:
+        notes: list[str] = []
+        if self.llm is not None and len(candidates) >= 2 and not policy.active:
+            notes.append(f"rerank skipped: {policy.why}")
+        if self.llm is not None and len(candidates) >= 2 and policy.active:
             t = time.monotonic()
             shown = candidates[: self.settings.llm.rerank_candidates]
             show_names = self.settings.privacy.friends_detail == "names" and request.use_friends
@@ -120,7 +161,10 @@ class LLMStage:
         final = [by_id[i] for i in order[: request.k]]
         for rank, rec in enumerate(final, start=1):
             rec.rank = rank
-        do_explain = self.settings.llm.explain_with_llm if explain is None else explain
+        do_explain = self.explain_policy.active if explain is None else explain
+        if self.llm is not None and not do_explain and final:
+            notes.append("explanations from evidence without the model: " + (
+                self.explain_policy.why if explain is None else "not asked for"))
         t = time.monotonic()
         explainer = Explainer(self.checker, self.prompts, self.llm if do_explain else None,
                               self.recommender.stores.dataset.currency,
@@ -132,4 +176,4 @@ class LLMStage:
         timings["total_ms"] = (time.monotonic() - started) * 1000
         return StageResult(items=final, explanations=explained.explanations, fused=fused, llm_used=llm_used,
                            fallback_reason=reason, blend_weight=weight, context=ctx, rerank=rerank, calls=calls,
-                           timings_ms=timings, explanations_rejected=explained.rejected)
+                           timings_ms=timings, explanations_rejected=explained.rejected, notes=notes)

@@ -31,7 +31,12 @@ class LLMStageSettings(BaseModel):
         None, description="LLM weight in the final blend; None = use the weight chosen by `fusionrec eval --llm`"
     )
     shuffle_passes: int = Field(2, description="1 = fusion order only; 2 = add a shuffled pass (position-bias mitigation)")
-    explain_with_llm: bool = False
+    explain_with_llm: bool | None = Field(
+        None, description="phrase explanations with the LLM; None = only where `fusionrec eval --llm` measured that "
+                          "the grounding check accepts at least explain_min_acceptance of its phrasings")
+    explain_min_acceptance: float = 0.5
+    warm_up: bool = Field(True, description="one tiny completion when the agent is built (local model), off the "
+                                            "request path, so the first user does not pay the model's first call")
     intent_with_llm: bool = False
     tool_choice: Literal["plan", "model"] = Field(
         "plan", description="'plan': our code picks tools from the intent; 'model': a capable hosted model picks")

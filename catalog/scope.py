@@ -55,10 +55,12 @@ class UserScope:
         self._record("last_seen", [self.user])
         return self.stores.last_seen[self.user]
 
-    def own_events(self):  # -> pd.DataFrame
+    def own_items(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The acting user's (items, kinds bit masks, last event times), grouped when the stores were built."""
         self._record("events", [self.user])
-        ev = self.stores.events
-        return ev[ev["u"] == self.user]
+        index = self.stores.user_items
+        rows = index.rows(self.user)
+        return index.items[rows], index.kinds[rows], index.last[rows]
 
     def friends_positive(self) -> sp.csr_matrix:
         """Rows of the friends' positive matrix (only to be aggregated by tools)."""

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from catalog.items import Item
 from catalog.sanitize import strip_instructions
 from catalog.text import fold, spelling_key, stem, words
+from catalog.user_items import UserItems
 from loaders.schema import Dataset, UnknownItem, UnknownUser, split_tags
 
 
@@ -75,6 +76,7 @@ class Stores:
             spellings.setdefault(spelling_key(tag), []).append(col)
         self.tag_spellings = spellings
         self._title_words: dict[str, np.ndarray] | None = None
+        self.user_items = UserItems.build(self.events, len(self.user_ids))  # per-user history, grouped once
 
     def has_tag(self, tag: str) -> np.ndarray:
         """Boolean mask of the items carrying ``tag`` in any of its spellings ("synth-pop" = "synthpop" =

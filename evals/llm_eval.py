@@ -6,7 +6,8 @@
 2. TEST users (sources refit on TRAIN+VALIDATION): fusion and fusion+LLM (chosen weight) from the same
    calls, plus JSON validity, fallbacks, invented ids, explanation grounding, LLM-stage latency and
    that latency divided by the model's own floor (prompt tokens / prompt speed + output tokens /
-   generation speed, both measured in this run).
+   generation speed, both measured in this run). The share of explanation phrasings the grounding check
+   accepted is saved with the weight: serving phrases with the model only where it is at least half.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from evals.metrics import RankingMetrics
 from evals.offline import EvalRun, MethodResult, relevant_sets
 from fusion.recommender import Recommender
 from fusion.request import RecommendRequest
-from indexing.calibration import save_blend_weight
+from indexing.calibration import save_blend_weight, save_explain_acceptance
 from llm_client.client import LLM, make_llm
 from retrieval.bundle import SourceModels
 
@@ -123,6 +124,11 @@ def run_llm_eval(run: EvalRun, llm_settings: LLMSettings, index_dir: Path, users
     ungrounded = sum(1 for r, _ in test for item, e in zip(r.items, r.explanations, strict=True)
                      if e.source == "llm" and checker.problems(e.text, item))
     rejected = sum(r.explanations_rejected for r, _ in test)
+    # The serving default phrases explanations with this model only where most phrasings pass the grounding
+    # check; the check reads no held-out labels, so measuring it on these users leaks nothing into TEST.
+    accepted = sum(1 for r, _ in test for e in r.explanations if e.source == "llm")
+    save_explain_acceptance(index_dir, llm.identity(), accepted, accepted + rejected)
+    log(f"explanations: the grounding check accepted {accepted} of {accepted + rejected} phrasings")
     floor_ratio = None
     if prompt_speed and gen_speed and calls:
         floors = [c.prompt_tokens / prompt_speed + c.completion_tokens / gen_speed for c in calls]
@@ -133,6 +139,7 @@ def run_llm_eval(run: EvalRun, llm_settings: LLMSettings, index_dir: Path, users
         "json_valid_rate": round(float(np.mean(valid)), 4), "fallback_rate": round(float(np.mean(fallback)), 4),
         "invented_items": final_invented, "invented_ids_caught": invented,
         "ungrounded_explanations": ungrounded, "llm_explanations_rejected": rejected,
+        "llm_explanations_accepted": accepted,
         "llm_p50_ms": round(float(np.percentile(stage_ms, 50)), 1),
         "llm_p95_ms": round(float(np.percentile(stage_ms, 95)), 1),
         "floor_ratio": None if floor_ratio is None else round(floor_ratio, 3),

@@ -22,7 +22,7 @@ from agent.llm_stage import LLMStage, StageResult
 from agent.prompts import PromptSet, load_prompt_set
 from fusion.recommender import Recommender
 from indexing.build import load_recommender
-from indexing.calibration import load_blend_weight
+from indexing.calibration import load_calibration
 from llm_client.client import LLM, LocalModels, make_llm
 from promptlab.cases import Case, suite_hash
 from promptlab.checks import (
@@ -268,8 +268,8 @@ class _Bench:
 def build_agent(recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: LabConfig,
                 sessions: SessionStore) -> tuple[ChatAgent, StageRecorder]:
     """A real ChatAgent whose stages report their StageResult to the returned recorder."""
-    calibrated = load_blend_weight(settings.index_dir, llm.identity()) if llm is not None else None
-    agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibrated_weight=calibrated)
+    calibration = load_calibration(settings.index_dir, llm.identity()) if llm is not None else None
+    agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration)
     recorder = StageRecorder(agent.stage)
     same = agent.fusion_only is agent.stage  # one object when the LLM is off
     agent.fusion_only = recorder if same else StageRecorder(agent.fusion_only, sink=recorder)  # type: ignore[assignment]

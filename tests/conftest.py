@@ -111,7 +111,8 @@ def app_server(app_home):
 
 @pytest.fixture(scope="session")
 def app_server_llm(app_home):
-    """The app with the default local model (SmolLM2-135M through llama.cpp)."""
-    server = AppServer(app_home, llm="local")
+    """The app with the default local model (SmolLM2-135M through llama.cpp); a blend weight above 0, so the
+    rerank is called (at weight 0, calibrated or not, it is skipped)."""
+    server = AppServer(app_home, llm="local", extra_env={"FUSIONREC_LLM__BLEND_WEIGHT": "0.5"})
     yield server
     server.stop()

@@ -176,3 +176,21 @@ def test_tool_choice_by_model_or_plan_fallback(llama_server, recommender, demo_s
                      "friends_purchases", "popular_items"}
     chosen_by_model = "the model did not choose tools; used the built-in plan" not in turn.notes
     assert chosen_by_model or {"search_catalog", "semantic_search"} & names
+
+
+def test_local_model_is_warmed_up_at_start_and_weight_zero_skips_it(recommender, demo_settings, local_llm, tmp_path):
+    """The agent warms the real model up in the background; at a calibrated weight of 0 no turn calls it."""
+    from agent.chat import ChatAgent
+    from indexing.calibration import Calibration
+    from storage.sessions import SessionStore
+
+    agent = ChatAgent(recommender, local_llm, load_prompt_set(demo_settings.prompts_dir), demo_settings,
+                      SessionStore(tmp_path / "s.sqlite"), calibration=Calibration(weight=0.0))
+    assert agent.warm_up_thread is not None
+    agent.warm_up_thread.join(LLM_TIMEOUT_S)
+    steps = agent.llm_steps()
+    assert steps["warm_up"]["why"].startswith("done"), steps["warm_up"]
+    assert steps["rerank"] == {"active": False, "why": "calibrated weight 0", "weight": 0.0,
+                               "passes": demo_settings.llm.shuffle_passes}
+    turn = agent.turn("u0001", "camping gear under $100")
+    assert turn.raw_llm == [] and not turn.llm_used and "rerank skipped: calibrated weight 0" in turn.notes

@@ -378,7 +378,9 @@ def test_tab_through_gradio_client(services):
 def local_run(demo_settings, demo_index, recommender) -> VariantRun:
     """One run of the starter suite with llm.backend="local" (SmolLM2-135M). Earlier messages of a case are
     replayed fusion-only: they are not checked and the rerank prompt never sees them (see Lab.run)."""
-    settings = demo_settings.model_copy(update={"llm": demo_settings.llm.model_copy(update={"backend": "local"})})
+    # A blend weight above 0: at weight 0 the rerank is skipped and the gate would not see the model's answer.
+    settings = demo_settings.model_copy(update={"llm": demo_settings.llm.model_copy(update={"backend": "local",
+                                                                                           "blend_weight": 0.5})})
     run = Lab(settings, recommender=recommender).run(STARTER, Variant("default@local", "default", "local"),
                                                       replay_with_llm=False)
     soft = [f"{c.case_id}: {k.name}: {k.detail}" for c in run.cases for k in c.checks if not k.hard and not k.passed]

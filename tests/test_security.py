@@ -141,7 +141,7 @@ def sec_app(app_home, tmp_path_factory):
 @pytest.fixture(scope="module")
 def llm_app(app_home):
     """The real app with the local model also phrasing explanations (the most model text a user can see)."""
-    server = AppServer(app_home, "local", {"FUSIONREC_LLM__EXPLAIN_WITH_LLM": "true",
+    server = AppServer(app_home, "local", {"FUSIONREC_LLM__EXPLAIN_WITH_LLM": "true", "FUSIONREC_LLM__BLEND_WEIGHT": "0.5",
                                            "FUSIONREC_LLM__SHUFFLE_PASSES": "1", "FUSIONREC_API__TURN_DEADLINE_S": "120"})
     yield server.url
     server.stop()
@@ -280,7 +280,7 @@ def test_counts_privacy_shows_no_friend_names(recommender, off, friends_of, tmp_
     stores = recommender.stores
 
     def turns(detail: str) -> list[tuple[set[str], str]]:
-        s = tuned(off, privacy={"friends_detail": detail})
+        s = tuned(off, privacy={"friends_detail": detail}, llm={"blend_weight": 0.5})  # > 0: the rerank is called
         rec = Recommender(stores, recommender.models, recommender.fusion, s, recommender.vector_store,
                           recommender.collection)
         llm = ScriptedLLM([])  # stands in for a model so the context gets rendered: only what it is sent matters
@@ -463,7 +463,8 @@ def outage_app(request, app_home):
     threading.Thread(target=fake.serve_forever, daemon=True).start()
     app = AppServer(app_home, "hosted", {"FUSIONREC_LLM__BASE_URL": f"http://127.0.0.1:{fake.server_port}/v1",
                                          "FUSIONREC_LLM__TIMEOUT_S": "4", "FUSIONREC_LLM__MAX_RETRIES": "1",
-                                         "FUSIONREC_API__TURN_DEADLINE_S": "5", "FUSIONREC_LLM__TOOL_CHOICE": request.param})
+                                         "FUSIONREC_API__TURN_DEADLINE_S": "5", "FUSIONREC_LLM__TOOL_CHOICE": request.param,
+                                         "FUSIONREC_LLM__BLEND_WEIGHT": "0.5"})  # a weight above 0: the rerank is called
     yield app.url
     app.stop()
     fake.shutdown()

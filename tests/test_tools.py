@@ -24,6 +24,35 @@ def test_history_recent_and_weighted(demo_stores):
     assert all("purchase" in h.kinds for h in strongest)
 
 
+class _NoTableScans:
+    """Stands in for the event table: any read of it fails (a request must use the per-user rows)."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the request path read the whole event table (.{name})")
+
+    def __getitem__(self, key):
+        raise AssertionError("the request path read the whole event table")
+
+
+@pytest.mark.parametrize("user", ["u0001", "u0002", "u0150", "u0300"])
+def test_history_matches_the_events_without_reading_the_event_table(demo_stores, user):
+    import copy
+
+    stores = demo_stores
+    u = stores.user_idx(user)
+    events = stores.events[stores.events["u"] == u]
+    expected_kinds = {str(stores.item_ids[i]): sorted(set(g["kind"])) for i, g in events.groupby("i")}
+    expected_last = {str(stores.item_ids[i]): str(g["timestamp"].max())[:19] for i, g in events.groupby("i")}
+    blind = copy.copy(stores)
+    blind.events = _NoTableScans()
+    history = user_history(scope_for(blind, user), limit=1000)
+    assert {h.item_id for h in history} == set(expected_kinds)
+    assert all(h.kinds == expected_kinds[h.item_id] and h.last_seen == expected_last[h.item_id] for h in history)
+    assert [h.last_seen for h in history] == sorted((h.last_seen for h in history), reverse=True)
+    strongest = user_history(scope_for(blind, user), limit=1000, order="weight")
+    assert [h.strength for h in strongest] == sorted((h.strength for h in strongest), reverse=True)
+
+
 def test_item_attributes_and_hard_search(demo_stores):
     rec = item_attributes(demo_stores, "p0001")
     assert rec["item_id"] == "p0001" and rec["price"] > 0

@@ -87,6 +87,16 @@ def test_http_server_store(demo_stores, embedder, tmp_path):
         stop_process(proc)
 
 
+def test_embedded_store_finds_what_it_just_indexed(demo_stores, embedder, tmp_path):
+    """The collection's handle and size are kept between queries; a sync in this process refreshes them."""
+    vs = VectorStore(VectorStoreSettings(mode="embedded"), tmp_path, embedder)
+    ids, texts, metas = _items(demo_stores, 30)
+    vs.sync("grow", ids[:10], texts[:10], metas[:10], progress=False)
+    assert len(vs.query("grow", text="a gift", n=100)) == 10
+    vs.sync("grow", ids, texts, metas, progress=False)
+    assert {h.item_id for h in vs.query("grow", text="a gift", n=100)} == set(ids)
+
+
 def test_embeddings_are_offline_normalised_and_cached(embedder, embedding_cache):
     import numpy as np
 

@@ -1,10 +1,14 @@
-"""The acting user's own behaviour: recent items and most-weighted items, with attributes."""
+"""The acting user's own behaviour: recent items and most-weighted items, with attributes.
+
+Reads the user's rows grouped when the stores were built (catalog/user_items.py): no scan of the event
+table and no pandas on the request path."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from catalog.scope import UserScope
 
@@ -21,27 +25,34 @@ class HistoryEntry:
 
 
 def user_history(scope: UserScope, limit: int = 10, order: str = "recent") -> list[HistoryEntry]:
-    """The user's items, most recent first (``order='recent'``) or strongest first (``'weight'``)."""
+    """The user's items, most recent first (``order='recent'``) or strongest first (``'weight'``); ties keep
+    the item order."""
     stores = scope.stores
-    events = scope.own_events()
-    if events.empty:
+    items, kinds, last = scope.own_items()
+    if not len(items):
         return []
-    grouped = events.groupby("i", observed=True).agg(
-        kinds=("kind", lambda k: sorted(set(k))), last=("timestamp", "max"), n=("kind", "size"))
-    strength = scope.own_feedback()
-    strength_of = dict(zip(strength.indices.tolist(), strength.data.tolist(), strict=True))
-    grouped["strength"] = [strength_of.get(int(i), 0.0) for i in grouped.index]
-    if order == "recent" and grouped["last"].notna().any():
-        grouped = grouped.sort_values(["last", "strength"], ascending=[False, False], na_position="last")
+    feedback = scope.own_feedback()
+    strength = np.zeros(len(items))
+    by_item = np.argsort(feedback.indices, kind="stable")
+    where = np.searchsorted(feedback.indices[by_item], items)
+    found = where < len(by_item)
+    found[found] = feedback.indices[by_item[where[found]]] == items[found]
+    strength[found] = feedback.data[by_item[where[found]]]
+    dated = ~np.isnat(last)
+    if order == "recent" and dated.any():
+        # Latest first (undated last), then strongest; np.lexsort is stable, so ties keep the item order.
+        when = np.unique(last.view(np.int64), return_inverse=True)[1]  # NaT is the smallest
+        ranked = np.lexsort((-strength, -when))
     else:
-        grouped = grouped.sort_values(["strength"], ascending=False, kind="stable")
+        ranked = np.argsort(-strength, kind="stable")
     out = []
-    for i, row in grouped.head(limit).iterrows():
-        price = stores.prices[int(i)]
+    for row in ranked[:limit].tolist():
+        i = int(items[row])
+        price = stores.prices[i]
         out.append(HistoryEntry(
-            item_id=str(stores.item_ids[int(i)]), title=str(stores.catalog["title"].iat[int(i)]),
-            category=str(stores.categories[int(i)]), price=None if np.isnan(price) else float(price),
-            kinds=list(row["kinds"]), strength=round(float(row["strength"]), 3),
-            last_seen=None if row["last"] is None or str(row["last"]) == "NaT" else str(row["last"])[:19],
+            item_id=str(stores.item_ids[i]), title=stores.titles[i], category=str(stores.categories[i]),
+            price=None if np.isnan(price) else float(price), kinds=stores.user_items.kinds_of(int(kinds[row])),
+            strength=round(float(strength[row]), 3),
+            last_seen=str(pd.Timestamp(last[row]))[:19] if dated[row] else None,
         ))
     return out

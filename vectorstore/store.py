@@ -77,15 +77,33 @@ class VectorStore:
             path = home / "chroma"
             path.mkdir(parents=True, exist_ok=True)
             self.client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+        # Embedded mode: this process owns the store, so a collection's handle and size are looked up once
+        # (each lookup is a round trip through Chroma's bindings, ~1-2 ms per query); sync() refreshes them.
+        # A `chroma run` server may be re-indexed by another process: there both are asked every time.
+        self._handles: dict[str, Any] = {}
+        self._sizes: dict[str, int] = {}
 
     def collection_name(self, dataset_key: str) -> str:
         raw = f"{self.settings.collection_prefix}-{dataset_key}"
         return "".join(c if c.isalnum() or c in "-_." else "-" for c in raw)[:60]
 
     def collection(self, name: str) -> Any:
-        return self.client.get_or_create_collection(
-            name=name, embedding_function=self.embedder, configuration={"hnsw": {"space": "cosine"}}  # type: ignore[arg-type]
-        )
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self.client.get_or_create_collection(
+                name=name, embedding_function=self.embedder, configuration={"hnsw": {"space": "cosine"}}  # type: ignore[arg-type]
+            )
+            if self.settings.mode != "http":
+                self._handles[name] = handle
+        return handle
+
+    def _size(self, name: str, col: Any) -> int:
+        size = self._sizes.get(name)
+        if size is None:
+            size = int(col.count())
+            if self.settings.mode != "http":
+                self._sizes[name] = size
+        return size
 
     def sync(self, name: str, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]],
              progress: bool = True) -> SyncReport:
@@ -118,6 +136,7 @@ class VectorStore:
             )
             bar.update(len(chunk))
         bar.close()
+        self._sizes.pop(name, None)
         return SyncReport(added=added, updated=len(todo) - added, removed=len(stale),
                           unchanged=len(ids) - len(todo))
 
@@ -150,7 +169,7 @@ class VectorStore:
             if text is None:
                 raise ValueError("query needs a text or an embedding")
             embedding = self.embedder.embed([text])[0]
-        n = max(1, min(n, col.count()))
+        n = max(1, min(n, self._size(name, col)))
         res = col.query(query_embeddings=[np.asarray(embedding, np.float32)], n_results=n, where=where,
                         include=["distances"])
         return [Hit(item_id=i, similarity=1.0 - float(d))

@@ -10,7 +10,7 @@ from agent.chat import ChatAgent
 from agent.prompts import load_prompt_set
 from fusion.recommender import Recommender
 from indexing.build import load_recommender
-from indexing.calibration import load_blend_weight
+from indexing.calibration import load_calibration
 from llm_client.client import LLM, LocalModels, make_llm
 from storage.sessions import SessionStore
 from web.auth import KeyStore, RateLimiter
@@ -41,8 +41,8 @@ class Services:
             log.warning("LLM unavailable, serving fusion-only answers: %s", error)
         prompts = load_prompt_set(settings.prompts_dir, settings.prompt_set)
         sessions = SessionStore(settings.home / "sessions" / f"{settings.dataset_key}.sqlite")
-        calibrated = load_blend_weight(settings.index_dir, llm.identity()) if llm is not None else None
-        agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibrated_weight=calibrated)
+        calibration = load_calibration(settings.index_dir, llm.identity()) if llm is not None else None
+        agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration)
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
                    error, models)
