@@ -202,7 +202,7 @@ class ChatAgent:
                                    has_list=bool(session.state.last_list))
         emit("intent", intent.summary())
         available = np.ones(self.recommender.stores.n_items, bool)
-        available[scope.own_positive().indices] = False  # what the user already has is never shown
+        available[scope.own_known().indices] = False  # what the user already has or knows is never shown
         planner = self.planner if k is None else Planner(self.recommender.stores, k, self.settings.api.max_k)
         plan = planner.plan(intent, session.state, user_id, available=available)
         tools = build_toolkit(scope, self.recommender, self.settings.privacy.friends_detail == "names")

@@ -103,6 +103,11 @@ class EntityLinker:
         for text in stores.descriptions:
             text_words.update(stem(w) for w in words(text))
         self.text_words = text_words | self.known_tokens  # every word the catalog uses anywhere
+        # Words that describe items (descriptions, tags, categories, brands, kinds): what a soft preference
+        # may be. A word found only in titles ("luck" in "Lucky Twice", "make" in an artist's name) is a name's
+        # part, not a description: it never pulls items by text similarity.
+        described = {t for phrase, found in self.phrases.items() if set(found) - {"title"} for t in phrase}
+        self.attribute_words = text_words | described
         self.token_df = {t: len(v) for t, v in self.titles_by_token.items()}
 
     # --- linking -------------------------------------------------------------------------------------

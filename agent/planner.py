@@ -263,7 +263,7 @@ class Planner:
                                    exclude_items=exclude, like_items=like_items,
                                    use_friends=intent.use_friends is not False, sort=intent.sort if intent.sort != "friends" else None,
                                    source=source, anchor_weight=anchor_weight,
-                                   exclude_seen="none" if factual else "positive")
+                                   exclude_seen="none" if factual else "known")
         return Plan("recommend", self._calls(request, constraints, preferences, like_items), request, new_state, notes,
                     understood=understood)
 

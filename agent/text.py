@@ -48,7 +48,8 @@ nope ok okay perfect pls plz pretty quite really shall somebody sort sure thank 
 tonight type wasn't won't wont yeah yep yes you'd you're you've
 """
 _CONVERSATION = """
-about above affordable again all almost already also although any anybody anyway approximately around
+about above add added adding adds affordable again all almost already also although any anybody anyway
+approximately around
 available because beginner below best best-selling bestselling better between boss both bought boyfriend
 brother budget buy care carries carry cheap cheaper cheapest cheers child children choice choices close
 closer colleague compare comparison completely cost costing costs count couple dad daughter dear
@@ -56,7 +57,7 @@ definitely differ difference different discover dislike each either else enjoy e
 every everyone exactly expensive explore family fancy father few fifth find first fit fits fourth friend
 friends gear get girl girlfriend give got guess guy had hate have hear heard help helpful hmm hot how
 husband idea ideas inexpensive instead item items kid knew know lady last lately latest least less like
-liked likes listen listened listening look looking lot love loved luxury man many match matches matching
+liked likes listen listened listening look looking lot love loved luck luxury make makes making man many match matches matching
 maybe mean meant mine mom month mood more most mother much mum myself nah near nearly need needed needs
 neither new newest next no none nope not number oh ok okay one ones option options order other ours over
 own owned partner people perhaps person pick picks piece pieces please plenty popular popularity prefer

@@ -51,6 +51,12 @@ class UserScope:
         self._record("positive", [self.user])
         return self.stores.positive[self.user]
 
+    def own_known(self) -> sp.csr_matrix:
+        """The items the acting user has or knows (any interaction but browsing)."""
+        self._record("known", [self.user])
+        known = self.stores.known if self.stores.known is not None else self.stores.positive
+        return known[self.user]
+
     def own_last_seen(self) -> sp.csr_matrix:
         self._record("last_seen", [self.user])
         return self.stores.last_seen[self.user]

@@ -40,6 +40,8 @@ class Stores:
     prices: np.ndarray  # NaN where unknown
     user_names: np.ndarray
     now: pd.Timestamp | None
+    # users x items, 1 where the user has or knows the item: any interaction but browsing (Dataset.browse_kinds)
+    known: sp.csr_matrix | None = None
 
     @property
     def n_users(self) -> int:
@@ -174,6 +176,9 @@ def build_stores(dataset: Dataset, trend_half_life_days: float = 30.0) -> Stores
     positive = sp.csr_matrix((np.ones(len(pos), np.float32), (pos["u"].to_numpy(), pos["i"].to_numpy())),
                              shape=(n_users, n_items))
     popularity = np.asarray(positive.sum(axis=0)).ravel()
+    kn = events[~events["kind"].isin(dataset.browse_kinds)][["u", "i"]].drop_duplicates()
+    known = sp.csr_matrix((np.ones(len(kn), np.float32), (kn["u"].to_numpy(), kn["i"].to_numpy())),
+                          shape=(n_users, n_items)).maximum(positive).tocsr()
 
     ts = pd.to_datetime(events["timestamp"])
     now = ts.max() if ts.notna().any() else None
@@ -211,5 +216,5 @@ def build_stores(dataset: Dataset, trend_half_life_days: float = 30.0) -> Stores
         catalog=catalog, events=events, feedback=feedback, positive=positive, friends=friends,
         popularity=popularity, trend=trend, last_seen=last_seen, tag_vocab=vocab, item_tags=item_tags,
         categories=catalog["category"].fillna("").astype(str).str.lower().to_numpy(),
-        prices=catalog["price"].to_numpy(dtype=float), user_names=names, now=now,
+        prices=catalog["price"].to_numpy(dtype=float), user_names=names, now=now, known=known,
     )

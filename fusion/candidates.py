@@ -150,7 +150,8 @@ def unseen_mask(scope: UserScope, request: RecommendRequest) -> np.ndarray:
     """The items this user could be shown at all (not already theirs), whatever the request's filters."""
     unseen = np.ones(scope.stores.n_items, bool)
     if request.exclude_seen != "none":
-        seen = scope.own_positive() if request.exclude_seen == "positive" else scope.own_feedback()
+        seen = scope.own_known() if request.exclude_seen == "known" else (
+            scope.own_positive() if request.exclude_seen == "positive" else scope.own_feedback())
         unseen[seen.indices] = False
     return unseen
 
@@ -159,7 +160,8 @@ def allowed_mask(scope: UserScope, request: RecommendRequest) -> np.ndarray:
     stores = scope.stores
     allowed = request.constraints.mask(stores)
     if request.exclude_seen != "none":
-        seen = scope.own_positive() if request.exclude_seen == "positive" else scope.own_feedback()
+        seen = scope.own_known() if request.exclude_seen == "known" else (
+            scope.own_positive() if request.exclude_seen == "positive" else scope.own_feedback())
         allowed[seen.indices] = False
     for item_id in request.exclude_items:
         idx = stores.item_index.get(str(item_id))

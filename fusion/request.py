@@ -17,7 +17,8 @@ class RecommendRequest:
     like_items: list[str] = field(default_factory=list)  # "more like this one"
     hints: list[str] = field(default_factory=list)  # candidates found by the agent's tools this turn
     use_friends: bool = True
-    exclude_seen: str = "positive"  # "positive": drop items bought/liked; "all": drop every interacted item;
+    exclude_seen: str = "known"  # "known": drop items the user has or knows (any interaction but browsing:
+    # Dataset.browse_kinds); "positive": drop items bought/liked only; "all": drop every interacted item;
     # "none": keep them (a factual sort: "the cheapest tent you have" is the cheapest one, owned or not)
     sort: str | None = None  # order the allowed items exactly by: price_asc | price_desc | popularity |
     # friends | newest | trend | rating (ties by the fused score); None: the fused order

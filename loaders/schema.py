@@ -103,6 +103,10 @@ class Dataset:
     named_users: bool = True  # False when the data has no users table: replies give counts, never ids
     # A rating counts as positive when weight >= rating_threshold (None: every rating is positive).
     rating_threshold: float | None = None
+    # Kinds that do not mean the user has or knows the item (browsing): an item only viewed or clicked may be
+    # recommended again; any other kind (a purchase, a listen, a rating, a dislike, a tag given to it) means
+    # the user knows it, and it is never offered as new.
+    browse_kinds: tuple[str, ...] = ("view", "click")
 
     def without_pairs(self, pairs: pd.DataFrame) -> Dataset:
         """The dataset with every event of the given (user_id, item_id) pairs removed (evaluation holdout).

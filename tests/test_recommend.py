@@ -140,3 +140,20 @@ def test_default_fusion_without_training_data():
     model = FusionModel.default()
     assert model.info["trained"] is False
     assert dict(model.weight_table())["cf_z"] > 0
+
+
+def test_items_the_user_knows_are_never_offered_as_new(tmp_path):
+    """A dislike, a rating or a tag given to an item means the user knows it: never recommended as new.
+    An item only viewed or clicked (browsing) may be offered again."""
+    from catalog.scope import scope_for
+    from catalog.stores import build_stores
+    from fusion.candidates import allowed_mask
+    from loaders.generic import load_generic
+
+    (tmp_path / "catalog.csv").write_text("item_id,title\n" + "".join(f"i{n},Item {n}\n" for n in range(6)))
+    (tmp_path / "interactions.csv").write_text(
+        "user_id,item_id,kind\nu1,i0,purchase\nu1,i1,dislike\nu1,i2,view\nu1,i3,click\nu1,i4,tag\nu2,i5,purchase\n")
+    stores = build_stores(load_generic(tmp_path))
+    allowed = allowed_mask(scope_for(stores, "u1"), RecommendRequest(user_id="u1"))
+    offered = {str(stores.item_ids[i]) for i in np.flatnonzero(allowed)}
+    assert offered == {"i2", "i3", "i5"}
