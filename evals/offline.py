@@ -30,7 +30,7 @@ from evals.metrics import RankingMetrics, top_items
 from fusion.model import FusionModel
 from fusion.recommender import Recommender
 from fusion.request import RecommendRequest
-from indexing.training import Split, fold_rows, fusion_folds, holdout
+from indexing.training import Split, fold_rows, fusion_folds, holdout, select_served
 from loaders.schema import Dataset
 from retrieval.bundle import SourceModels
 from vectorstore.embeddings import MiniLMEmbeddingFunction
@@ -149,8 +149,9 @@ class EvalRun:
 
     ctx: EvalContext
     settings: Settings  # with the tuned source hyper-parameters
-    fusion: FusionModel
+    fusion: FusionModel  # the learned fusion (what the LLM evaluation reranks)
     results: list[MethodResult]
+    served: FusionModel | None = None  # the same model serving the ranker chosen on validation
 
 
 def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunction, quick: bool = False,
@@ -165,11 +166,17 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
     # folds of TRAIN+VALIDATION; the TEST items are in none of them.
     folds = fusion_folds(ctx.train_full_dataset, tuned.fusion.validation_fraction, seed + 1, tuned.fusion.folds,
                          first=Split(ctx.train_dataset, ctx.validation))
-    x, y, groups = fold_rows(folds, tuned, ctx.embed, lambda split: ctx.train if split.train is ctx.train_dataset
-                             else build_stores(split.train))
+    rows = fold_rows(folds, tuned, ctx.embed, lambda split: ctx.train if split.train is ctx.train_dataset
+                     else build_stores(split.train))
+    x, y, groups = rows.x, rows.y, rows.groups
     fusion = FusionModel.fit(x, y, tuned.fusion.regularization_c, info={"folds": len(folds)},
                              model=tuned.fusion.model, groups=groups, seed=seed)
     log(f"fusion ({tuned.fusion.model}) weights: " + ", ".join(f"{f} {w:+.3f}" for f, w in fusion.weight_table()[:8]))
+    # The served ranker, chosen as `fusionrec index` chooses it: on VALIDATION users the learner never saw.
+    selection = select_served(rows, tuned)
+    for line in selection.lines():
+        log(line)
+    served_model = fusion.serving(selection.served, selection.to_json())
 
     # Final: everything refit on TRAIN+VALIDATION, scored on TEST.
     emb_full = ctx.embed(ctx.train_full)
@@ -189,6 +196,14 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
                             "weights": dict(fusion.weight_table())}
     results.append(fusion_result)
     log(f"test fusion: NDCG@10 {fusion_result.metrics['ndcg@10']:.4f}  ({time.perf_counter() - started:.0f}s total)")
+    if selection.served == "fusion":
+        served = MethodResult("served: fusion", fusion_result.metrics, latencies_ms=fusion_result.latencies_ms)
+    else:
+        served = evaluate_recommender(Recommender(ctx.train_full, models_full, served_model, tuned), relevant,
+                                      method=f"served: {selection.served}")
+    served.extra = {"served": selection.served, "selection": selection.to_json()}
+    results.append(served)
+    log(f"test served ({selection.served}): NDCG@10 {served.metrics['ndcg@10']:.4f}")
     if ablation:
         # Leave one source's evidence out: same rows, same learner, same TEST users (evals/ablation.py).
         for source in SOURCE_FEATURES:
@@ -198,7 +213,7 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
             row.extra = {"without": source}
             results.append(row)
             log(f"test fusion without {source}: NDCG@10 {row.metrics['ndcg@10']:.4f}")
-    return EvalRun(ctx, tuned, fusion, results)
+    return EvalRun(ctx, tuned, fusion, results, served_model)
 
 
 def evaluate_recommender(recommender: Recommender, relevant: dict[int, set[int]], method: str = "fusion",
@@ -219,17 +234,27 @@ def evaluate_recommender(recommender: Recommender, relevant: dict[int, set[int]]
 def write_reports(results: list[MethodResult], json_path: Path | None, md_path: Path | None, png_path: Path | None,
                   title: str) -> str:
     rows = [r.row() for r in results]
-    baselines = [r for r in rows if not str(r["method"]).startswith("fusion")]
+    baselines = [r for r in rows if not str(r["method"]).startswith(("fusion", "served"))]
     best = max(baselines, key=lambda r: r["ndcg@10"]) if baselines else None
     lines = [f"### {title}", "", "| method | HR@10 | NDCG@10 | Recall@20 | coverage | p50 ms | p95 ms |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['recall@20']:.4f} | "
+        name = str(r["method"])
+        if best is not None and r is best:
+            name += " (best single)"
+        if name.startswith("served"):
+            name = f"**{name}**"
+        lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['recall@20']:.4f} | "
                      f"{r['coverage']:.3f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |")
     fusion = next((r for r in rows if r["method"] == "fusion"), None)
+    served = next((r for r in rows if str(r["method"]).startswith("served")), None)
     if fusion and best and best["ndcg@10"] > 0:
         lines += ["", f"fusion NDCG@10 / best single baseline ({best['method']}) = "
                       f"{fusion['ndcg@10'] / best['ndcg@10']:.3f}x"]
+    if served and best and best["ndcg@10"] > 0:
+        lines += [f"served ({served['served']}) NDCG@10 / best single baseline ({best['method']}) = "
+                  f"{served['ndcg@10'] / best['ndcg@10']:.3f}x",
+                  f"served ranker chosen on validation: {served['selection']['reason']}"]
     table = "\n".join(lines)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,10 @@ FEATURES = (
     "social_count", "social_share", "popularity", "popularity_rank", "trend",
     "social_share_x_friends", "cf_z_x_history", "knn_z_x_history",
 )
+# A single source served on its own (fusion/selection.py) ranks the pool by this one column, which is its
+# dense score: the pool holds each source's top ``per_source`` items, so its top of the pool is its top.
+SINGLE_SOURCES = {"mf-als": "cf_raw", "item-knn": "knn_raw", "social": "social_weighted_raw",
+                  "content": "content_raw", "popularity": "popularity"}
 
 
 @dataclass

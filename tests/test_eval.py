@@ -21,7 +21,7 @@ def test_eval_demo_rows_table_and_chart(demo_settings, tmp_path, capsys):
     assert code == 0
     rows = json.loads((tmp_path / "eval.json").read_text())
     methods = [r["method"] for r in rows]
-    assert methods == ["popularity", "item-knn", "content", "social", "mf-als", "fusion",
+    assert methods == ["popularity", "item-knn", "content", "social", "mf-als", "fusion", "served: fusion",
                        *(f"fusion-no-{s}" for s in SOURCE_FEATURES)]
     for row in rows:
         assert set(row) >= ROW_KEYS
@@ -36,7 +36,11 @@ def test_eval_demo_rows_table_and_chart(demo_settings, tmp_path, capsys):
     assert no_social < fusion["ndcg@10"] and no_social == min(by_method[f"fusion-no-{s}"]["ndcg@10"]
                                                              for s in SOURCE_FEATURES)
     assert (out / "eval.md").read_text().count("|") > 20 and (out / "eval.png").stat().st_size > 1000
-    assert "fusion NDCG@10 / best single baseline" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "fusion NDCG@10 / best single baseline" in printed
+    # The served ranker is chosen on validation, said why, and marked in the table with the best single row.
+    assert "served ranker: fusion (fusion " in printed and "(best single) |" in printed
+    assert by_method["served: fusion"]["selection"]["validation"]["fusion"] > 0
 
 
 def test_ablation_assigns_every_fusion_feature_to_one_source():
