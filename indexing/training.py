@@ -33,7 +33,7 @@ class Split:
 
 
 def holdout(dataset: Dataset, fraction: float, seed: int, min_items: int = 5) -> Split:
-    pos = dataset.interactions[dataset.interactions["kind"].isin(dataset.positive_kinds)]
+    pos = dataset.interactions[dataset.positive_mask(dataset.interactions)]
     pairs = pos[["user_id", "item_id"]].drop_duplicates().sort_values(["user_id", "item_id"]).reset_index(drop=True)
     rng = np.random.default_rng(seed)
     pairs["r"] = rng.random(len(pairs))
