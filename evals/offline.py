@@ -33,6 +33,7 @@ from fusion.request import RecommendRequest
 from indexing.training import Split, fold_rows, fusion_folds, holdout, select_served
 from loaders.schema import Dataset
 from retrieval.bundle import SourceModels
+from retrieval.registry import REGISTRY
 from vectorstore.embeddings import MiniLMEmbeddingFunction
 
 Log = Callable[[str], None]
@@ -115,19 +116,56 @@ def prepare(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunct
                        test_split.train)
 
 
+MAX_EDGE_STEPS = 3  # per method: how many times a grid is extended past an edge the best setting sits on
+
+
+def beyond_edges(tried: list[dict[str, Any]], best: dict[str, Any]) -> list[dict[str, Any]]:
+    """One step past the grid's edge along every numeric axis whose best value is that axis's end (the
+    line through ``best``, other settings fixed): the step is the ratio of the last two values (the
+    difference when the inner one is 0); nothing below 0, nothing already tried."""
+    out = []
+    for key, value in best.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        line = sorted({p[key] for p in tried if key in p and all(p.get(k) == v for k, v in best.items() if k != key)})
+        if len(line) < 2 or value not in (line[0], line[-1]):
+            continue
+        inner, edge = (line[-2], line[-1]) if value == line[-1] else (line[1], line[0])
+        if edge <= 0:
+            continue  # 0 is a lower bound (no shrinkage, no back-off)
+        beyond = edge * edge / inner if inner > 0 else edge + (edge - inner)
+        if isinstance(value, int):
+            beyond = int(round(beyond))
+        candidate = {**best, key: beyond}
+        if beyond > 0 and beyond != edge and candidate not in tried:
+            out.append(candidate)
+    return out
+
+
 def tune_baselines(ctx: EvalContext, quick: bool, max_users: int | None, seed: int, log: Log,
                    grids: Mapping[str, tuple[type[Baseline], list[dict[str, Any]]]] | None = None
                    ) -> dict[str, tuple[type[Baseline], dict[str, Any], float]]:
-    """Each method's best setting on VALIDATION (models fit on TRAIN); ``grids`` defaults to the baselines'."""
+    """Each method's best setting on VALIDATION (models fit on TRAIN); ``grids`` defaults to the baselines'.
+    When the best setting sits at an edge of its grid, the grid is extended in that direction and the
+    method retuned (at most MAX_EDGE_STEPS times), the same for every method."""
     emb = ctx.embed(ctx.train)
     relevant = relevant_sets(ctx.train, ctx.validation, max_users, seed)
     best: dict[str, tuple[type[Baseline], dict[str, Any], float]] = {}
     for name, (cls, grid) in (baseline_grids(quick) if grids is None else grids).items():
-        for params in grid:
-            result = score_method(cls(name, dict(params)).fit(ctx.train, emb), ctx.train, relevant)
-            if name not in best or result["ndcg@10"] > best[name][2]:
-                best[name] = (cls, dict(params), result["ndcg@10"])
-        log(f"tuned {name}: {best[name][1]} validation NDCG@10 {best[name][2]:.4f} ({len(grid)} settings)")
+        tried: list[dict[str, Any]] = []
+        todo, extended = [dict(p) for p in grid], []
+        for step in range(MAX_EDGE_STEPS + 1):
+            for params in todo:
+                tried.append(params)
+                result = score_method(cls(name, dict(params)).fit(ctx.train, emb), ctx.train, relevant)
+                if name not in best or result["ndcg@10"] > best[name][2]:
+                    best[name] = (cls, dict(params), result["ndcg@10"])
+            todo = beyond_edges(tried, best[name][1]) if step < MAX_EDGE_STEPS else []
+            if not todo:
+                break
+            extended += [{k: v for k, v in p.items() if p[k] != best[name][1][k]} for p in todo]
+        note = f"; grid extended past its edge: {extended}" if extended else ""
+        log(f"tuned {name}: {best[name][1]} validation NDCG@10 {best[name][2]:.4f} ({len(tried)} settings{note})")
     return best
 
 
@@ -139,6 +177,7 @@ def source_settings_from(settings: Settings, best: dict[str, tuple[type[Baseline
         "mf_factors": mf["factors"], "mf_regularization": mf["regularization"], "mf_alpha": mf["alpha"],
         "mf_weighting": mf.get("weighting", "log"),
         "social_similarity_weighted": social["weighted"],
+        **{k: v for entry in REGISTRY if entry.name in best for k, v in best[entry.name][1].items()},
     })
     return settings.model_copy(update={"sources": sources})
 
@@ -192,7 +231,7 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
     recommender = Recommender(ctx.train_full, models_full, fusion, tuned)
     fusion_result = evaluate_recommender(recommender, relevant)
     fusion_result.params = {"sources": {k: v for k, v in tuned.sources.model_dump().items()
-                                        if k.startswith(("knn", "mf", "social", "per_source"))},
+                                        if k.startswith(("knn", "mf", "social", "per_source", "ease", "rp3"))},
                             "weights": dict(fusion.weight_table())}
     results.append(fusion_result)
     log(f"test fusion: NDCG@10 {fusion_result.metrics['ndcg@10']:.4f}  ({time.perf_counter() - started:.0f}s total)")
