@@ -99,3 +99,12 @@ def test_the_index_saves_its_choice(demo_dataset, tmp_path):
     assert model.selection["served"] == model.served and set(model.selection["validation"]) >= {"fusion", "mf-als"}
     model.save(tmp_path / "fusion.json")
     assert FusionModel.load(tmp_path / "fusion.json").served == model.served
+
+
+def test_index_prints_the_served_ranker_and_why(demo_settings, demo_index, capsys):
+    from cli.main import main as cli
+
+    assert cli(["--home", str(demo_settings.home), "index", "--data", "demo", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"served ranker: {demo_index.fusion.served} (" in out
+    assert "validation NDCG@10 on" in out and "mf-als" in out and "fusion " in out
