@@ -122,7 +122,8 @@ MAX_EDGE_STEPS = 3  # per method: how many times a grid is extended past an edge
 def beyond_edges(tried: list[dict[str, Any]], best: dict[str, Any]) -> list[dict[str, Any]]:
     """One step past the grid's edge along every numeric axis whose best value is that axis's end (the
     line through ``best``, other settings fixed): the step is the ratio of the last two values (the
-    difference when the inner one is 0); nothing below 0, nothing already tried."""
+    difference when the inner one is 0), floats kept to 3 significant digits; nothing below 0, nothing
+    already tried."""
     out = []
     for key, value in best.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -134,8 +135,7 @@ def beyond_edges(tried: list[dict[str, Any]], best: dict[str, Any]) -> list[dict
         if edge <= 0:
             continue  # 0 is a lower bound (no shrinkage, no back-off)
         beyond = edge * edge / inner if inner > 0 else edge + (edge - inner)
-        if isinstance(value, int):
-            beyond = int(round(beyond))
+        beyond = int(round(beyond)) if isinstance(value, int) else float(f"{beyond:.3g}")  # readable settings
         candidate = {**best, key: beyond}
         if beyond > 0 and beyond != edge and candidate not in tried:
             out.append(candidate)

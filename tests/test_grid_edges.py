@@ -18,6 +18,7 @@ def test_beyond_edges_steps_past_the_end_of_the_line_through_the_best_setting():
         {"k": 12, "shrink": 0.0, "weighted": False}]  # nothing below a shrinkage of 0
     assert beyond_edges(grid, {"k": 50, "shrink": 0.0, "weighted": True}) == []  # inside on k; 0 is a bound
     assert beyond_edges([{"lam": 30.0}], {"lam": 30.0}) == []  # a single value is no line
+    assert beyond_edges([{"beta": 0.2}, {"beta": 0.35}], {"beta": 0.2}) == [{"beta": 0.114}]
 
 
 class NoisyPopularity(Baseline):
