@@ -172,7 +172,8 @@ def build_stores(dataset: Dataset, trend_half_life_days: float = 30.0) -> Stores
     })
     events = events.sort_values(["timestamp", "u", "i"], kind="stable", na_position="first").reset_index(drop=True)
     feedback = feedback_matrix(events, n_users, n_items, dataset.kind_weights)
-    pos = events[events["kind"].isin(dataset.positive_kinds)][["u", "i"]].drop_duplicates()
+    is_pos = dataset.positive_mask(events)
+    pos = events[is_pos][["u", "i"]].drop_duplicates()
     positive = sp.csr_matrix((np.ones(len(pos), np.float32), (pos["u"].to_numpy(), pos["i"].to_numpy())),
                              shape=(n_users, n_items))
     popularity = np.asarray(positive.sum(axis=0)).ravel()
@@ -185,7 +186,6 @@ def build_stores(dataset: Dataset, trend_half_life_days: float = 30.0) -> Stores
     if now is not None:
         start = ts.min()
         age = ((now - ts).dt.total_seconds() / 86400.0).fillna(np.inf).to_numpy()
-        is_pos = events["kind"].isin(dataset.positive_kinds).to_numpy()
         decay = np.where(is_pos, np.exp(-np.log(2) * age / trend_half_life_days), 0.0)
         trend = np.bincount(events["i"].to_numpy(), weights=decay, minlength=n_items)
         day = ((ts - start).dt.total_seconds() / 86400.0).fillna(-1).to_numpy() + 1.0

@@ -33,6 +33,14 @@ def cmd_index(args: argparse.Namespace) -> int:
                         else f"{kind}; weight per standard deviation of each feature:"))
     for name, weight in report.fusion.weight_table():
         print(f"  {name:24s} {weight:+.3f}")
+    selection = report.fusion.selection
+    if selection:
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in sorted(selection["validation"].items(), key=lambda t: -t[1]))
+        print(f"served ranker: {report.fusion.served} ({selection['reason']})")
+        if figures:
+            print(f"  validation NDCG@10 on {selection['users']} users no learner saw: {figures}")
+    else:
+        print(f"served ranker: {report.fusion.served} (no validation users to choose on)")
     return 0
 
 

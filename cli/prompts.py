@@ -101,7 +101,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from promptlab.generate import generate_cases
 
     settings = settings_from_args(args)
-    dataset = load_dataset(settings.data, settings.demo_seed)
+    dataset = load_dataset(settings.data, settings.demo_seed, settings.rating_threshold)
     cases = generate_cases(dataset, args.n, args.seed, args.fraction, args.message, data=settings.data,
                            k=args.k, demo_seed=settings.demo_seed if settings.data == "demo" else None)
     path = write_cases(cases, Path(args.out))

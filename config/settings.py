@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 7860
     demo_seed: int = 7
+    rating_threshold: float | None = Field(None, description="ratings at or above this are positive (targets, "
+                                           "friends' picks); default: the loader's rule (MovieLens 4 of 5, "
+                                           "generic 80% of the highest rating)")
     log_level: str = "INFO"
 
     vectorstore: VectorStoreSettings = VectorStoreSettings()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from fusion.candidates import FEATURES
+from fusion.candidates import FEATURES, REGISTERED
 from fusion.model import FusionModel
 
 # Which evidence features belong to which source (every feature belongs to exactly one).
@@ -22,6 +22,7 @@ SOURCE_FEATURES: dict[str, tuple[str, ...]] = {
     "content": tuple(f for f in FEATURES if f.startswith("content_")),
     "social": tuple(f for f in FEATURES if f.startswith("social_")),
     "popularity": ("popularity", "popularity_rank", "trend"),
+    **{name: tuple(f for f in FEATURES if f.startswith(f"{name}_")) for name in REGISTERED},
 }
 
 

@@ -18,6 +18,8 @@ from catalog.stores import Stores
 from retrieval.content import ContentProfile
 from retrieval.itemknn import ItemKNN
 from retrieval.mf import ALS
+from retrieval.registry import REGISTRY, registered
+from retrieval.settings import SourceSettings
 from retrieval.social import FriendsSignal
 
 
@@ -93,6 +95,23 @@ class ALSBaseline(Baseline):
         return self.model.score(user)
 
 
+class RegisteredBaseline(Baseline):
+    """A source of retrieval/registry.py alone; its params are SourceSettings fields (the fusion reuses them)."""
+
+    def fit(self, stores: Stores, embeddings: np.ndarray) -> Baseline:
+        self.stores = stores
+        settings = SourceSettings().model_copy(update=self.params)
+        self.model = registered(self.name).build(settings).fit(stores.feedback)
+        return self
+
+    def score(self, user: int) -> np.ndarray:
+        return self.model.score(self.stores.feedback[user])
+
+
+def registered_grids(quick: bool) -> dict[str, tuple[type[Baseline], list[dict[str, Any]]]]:
+    return {e.name: (RegisteredBaseline, param_grid(**(e.quick_grid if quick else e.grid))) for e in REGISTRY}
+
+
 def param_grid(**axes: list[Any]) -> list[dict[str, Any]]:
     keys = list(axes)
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*axes.values())]
@@ -108,6 +127,7 @@ def baseline_grids(quick: bool = False) -> dict[str, tuple[type[Baseline], list[
             "social": (SocialBaseline, param_grid(weighted=[True, False], popularity_backoff=[0.0, 0.01])),
             "mf-als": (ALSBaseline, param_grid(factors=[16, 32], regularization=[0.1], alpha=[1.0, 2.0], weighting=["log"])
                        + param_grid(factors=[32], regularization=[10.0], alpha=[0.03], weighting=["bm25"])),
+            **registered_grids(quick),
         }
     return {
         "popularity": (Popularity, [{}]),
@@ -119,4 +139,5 @@ def baseline_grids(quick: bool = False) -> dict[str, tuple[type[Baseline], list[
                                            alpha=[1.0, 2.0, 4.0], weighting=["log"])
                    + param_grid(factors=[48, 64, 96, 128], regularization=[10.0, 20.0, 50.0], alpha=[0.03, 0.1, 0.3, 1.0],
                                 weighting=["bm25"])),
+        **registered_grids(quick),
     }

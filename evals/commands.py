@@ -21,7 +21,7 @@ def _benchmark_inputs(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     from vectorstore.embeddings import MiniLMEmbeddingFunction
 
     settings = settings_from_args(args)
-    dataset = load_dataset(settings.data, settings.demo_seed)
+    dataset = load_dataset(settings.data, settings.demo_seed, settings.rating_threshold)
     return settings, dataset, MiniLMEmbeddingFunction(cache_path=str(settings.home / "embeddings.sqlite"))
 
 

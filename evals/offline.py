@@ -30,9 +30,10 @@ from evals.metrics import RankingMetrics, top_items
 from fusion.model import FusionModel
 from fusion.recommender import Recommender
 from fusion.request import RecommendRequest
-from indexing.training import Split, fold_rows, fusion_folds, holdout
+from indexing.training import Split, fold_rows, fusion_folds, holdout, select_served
 from loaders.schema import Dataset
 from retrieval.bundle import SourceModels
+from retrieval.registry import REGISTRY
 from vectorstore.embeddings import MiniLMEmbeddingFunction
 
 Log = Callable[[str], None]
@@ -115,19 +116,56 @@ def prepare(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunct
                        test_split.train)
 
 
+MAX_EDGE_STEPS = 3  # per method: how many times a grid is extended past an edge the best setting sits on
+
+
+def beyond_edges(tried: list[dict[str, Any]], best: dict[str, Any]) -> list[dict[str, Any]]:
+    """One step past the grid's edge along every numeric axis whose best value is that axis's end (the
+    line through ``best``, other settings fixed): the step is the ratio of the last two values (the
+    difference when the inner one is 0), floats kept to 3 significant digits; nothing below 0, nothing
+    already tried."""
+    out = []
+    for key, value in best.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        line = sorted({p[key] for p in tried if key in p and all(p.get(k) == v for k, v in best.items() if k != key)})
+        if len(line) < 2 or value not in (line[0], line[-1]):
+            continue
+        inner, edge = (line[-2], line[-1]) if value == line[-1] else (line[1], line[0])
+        if edge <= 0:
+            continue  # 0 is a lower bound (no shrinkage, no back-off)
+        beyond = edge * edge / inner if inner > 0 else edge + (edge - inner)
+        beyond = int(round(beyond)) if isinstance(value, int) else float(f"{beyond:.3g}")  # readable settings
+        candidate = {**best, key: beyond}
+        if beyond > 0 and beyond != edge and candidate not in tried:
+            out.append(candidate)
+    return out
+
+
 def tune_baselines(ctx: EvalContext, quick: bool, max_users: int | None, seed: int, log: Log,
                    grids: Mapping[str, tuple[type[Baseline], list[dict[str, Any]]]] | None = None
                    ) -> dict[str, tuple[type[Baseline], dict[str, Any], float]]:
-    """Each method's best setting on VALIDATION (models fit on TRAIN); ``grids`` defaults to the baselines'."""
+    """Each method's best setting on VALIDATION (models fit on TRAIN); ``grids`` defaults to the baselines'.
+    When the best setting sits at an edge of its grid, the grid is extended in that direction and the
+    method retuned (at most MAX_EDGE_STEPS times), the same for every method."""
     emb = ctx.embed(ctx.train)
     relevant = relevant_sets(ctx.train, ctx.validation, max_users, seed)
     best: dict[str, tuple[type[Baseline], dict[str, Any], float]] = {}
     for name, (cls, grid) in (baseline_grids(quick) if grids is None else grids).items():
-        for params in grid:
-            result = score_method(cls(name, dict(params)).fit(ctx.train, emb), ctx.train, relevant)
-            if name not in best or result["ndcg@10"] > best[name][2]:
-                best[name] = (cls, dict(params), result["ndcg@10"])
-        log(f"tuned {name}: {best[name][1]} validation NDCG@10 {best[name][2]:.4f} ({len(grid)} settings)")
+        tried: list[dict[str, Any]] = []
+        todo, extended = [dict(p) for p in grid], []
+        for step in range(MAX_EDGE_STEPS + 1):
+            for params in todo:
+                tried.append(params)
+                result = score_method(cls(name, dict(params)).fit(ctx.train, emb), ctx.train, relevant)
+                if name not in best or result["ndcg@10"] > best[name][2]:
+                    best[name] = (cls, dict(params), result["ndcg@10"])
+            todo = beyond_edges(tried, best[name][1]) if step < MAX_EDGE_STEPS else []
+            if not todo:
+                break
+            extended += [{k: v for k, v in p.items() if p[k] != best[name][1][k]} for p in todo]
+        note = f"; grid extended past its edge: {extended}" if extended else ""
+        log(f"tuned {name}: {best[name][1]} validation NDCG@10 {best[name][2]:.4f} ({len(tried)} settings{note})")
     return best
 
 
@@ -139,6 +177,7 @@ def source_settings_from(settings: Settings, best: dict[str, tuple[type[Baseline
         "mf_factors": mf["factors"], "mf_regularization": mf["regularization"], "mf_alpha": mf["alpha"],
         "mf_weighting": mf.get("weighting", "log"),
         "social_similarity_weighted": social["weighted"],
+        **{k: v for entry in REGISTRY if entry.name in best for k, v in best[entry.name][1].items()},
     })
     return settings.model_copy(update={"sources": sources})
 
@@ -149,8 +188,9 @@ class EvalRun:
 
     ctx: EvalContext
     settings: Settings  # with the tuned source hyper-parameters
-    fusion: FusionModel
+    fusion: FusionModel  # the learned fusion (what the LLM evaluation reranks)
     results: list[MethodResult]
+    served: FusionModel | None = None  # the same model serving the ranker chosen on validation
 
 
 def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunction, quick: bool = False,
@@ -165,11 +205,17 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
     # folds of TRAIN+VALIDATION; the TEST items are in none of them.
     folds = fusion_folds(ctx.train_full_dataset, tuned.fusion.validation_fraction, seed + 1, tuned.fusion.folds,
                          first=Split(ctx.train_dataset, ctx.validation))
-    x, y, groups = fold_rows(folds, tuned, ctx.embed, lambda split: ctx.train if split.train is ctx.train_dataset
-                             else build_stores(split.train))
+    rows = fold_rows(folds, tuned, ctx.embed, lambda split: ctx.train if split.train is ctx.train_dataset
+                     else build_stores(split.train))
+    x, y, groups = rows.x, rows.y, rows.groups
     fusion = FusionModel.fit(x, y, tuned.fusion.regularization_c, info={"folds": len(folds)},
                              model=tuned.fusion.model, groups=groups, seed=seed)
     log(f"fusion ({tuned.fusion.model}) weights: " + ", ".join(f"{f} {w:+.3f}" for f, w in fusion.weight_table()[:8]))
+    # The served ranker, chosen as `fusionrec index` chooses it: on VALIDATION users the learner never saw.
+    selection = select_served(rows, tuned)
+    for line in selection.lines():
+        log(line)
+    served_model = fusion.serving(selection.served, selection.to_json())
 
     # Final: everything refit on TRAIN+VALIDATION, scored on TEST.
     emb_full = ctx.embed(ctx.train_full)
@@ -185,10 +231,18 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
     recommender = Recommender(ctx.train_full, models_full, fusion, tuned)
     fusion_result = evaluate_recommender(recommender, relevant)
     fusion_result.params = {"sources": {k: v for k, v in tuned.sources.model_dump().items()
-                                        if k.startswith(("knn", "mf", "social", "per_source"))},
+                                        if k.startswith(("knn", "mf", "social", "per_source", "ease", "rp3"))},
                             "weights": dict(fusion.weight_table())}
     results.append(fusion_result)
     log(f"test fusion: NDCG@10 {fusion_result.metrics['ndcg@10']:.4f}  ({time.perf_counter() - started:.0f}s total)")
+    if selection.served == "fusion":
+        served = MethodResult("served: fusion", fusion_result.metrics, latencies_ms=fusion_result.latencies_ms)
+    else:
+        served = evaluate_recommender(Recommender(ctx.train_full, models_full, served_model, tuned), relevant,
+                                      method=f"served: {selection.served}")
+    served.extra = {"served": selection.served, "selection": selection.to_json()}
+    results.append(served)
+    log(f"test served ({selection.served}): NDCG@10 {served.metrics['ndcg@10']:.4f}")
     if ablation:
         # Leave one source's evidence out: same rows, same learner, same TEST users (evals/ablation.py).
         for source in SOURCE_FEATURES:
@@ -198,7 +252,7 @@ def run_eval(dataset: Dataset, settings: Settings, embedder: MiniLMEmbeddingFunc
             row.extra = {"without": source}
             results.append(row)
             log(f"test fusion without {source}: NDCG@10 {row.metrics['ndcg@10']:.4f}")
-    return EvalRun(ctx, tuned, fusion, results)
+    return EvalRun(ctx, tuned, fusion, results, served_model)
 
 
 def evaluate_recommender(recommender: Recommender, relevant: dict[int, set[int]], method: str = "fusion",
@@ -219,17 +273,27 @@ def evaluate_recommender(recommender: Recommender, relevant: dict[int, set[int]]
 def write_reports(results: list[MethodResult], json_path: Path | None, md_path: Path | None, png_path: Path | None,
                   title: str) -> str:
     rows = [r.row() for r in results]
-    baselines = [r for r in rows if not str(r["method"]).startswith("fusion")]
+    baselines = [r for r in rows if not str(r["method"]).startswith(("fusion", "served"))]
     best = max(baselines, key=lambda r: r["ndcg@10"]) if baselines else None
     lines = [f"### {title}", "", "| method | HR@10 | NDCG@10 | Recall@20 | coverage | p50 ms | p95 ms |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['recall@20']:.4f} | "
+        name = str(r["method"])
+        if best is not None and r is best:
+            name += " (best single)"
+        if name.startswith("served"):
+            name = f"**{name}**"
+        lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['recall@20']:.4f} | "
                      f"{r['coverage']:.3f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |")
     fusion = next((r for r in rows if r["method"] == "fusion"), None)
+    served = next((r for r in rows if str(r["method"]).startswith("served")), None)
     if fusion and best and best["ndcg@10"] > 0:
         lines += ["", f"fusion NDCG@10 / best single baseline ({best['method']}) = "
                       f"{fusion['ndcg@10'] / best['ndcg@10']:.3f}x"]
+    if served and best and best["ndcg@10"] > 0:
+        lines += [f"served ({served['served']}) NDCG@10 / best single baseline ({best['method']}) = "
+                  f"{served['ndcg@10'] / best['ndcg@10']:.3f}x",
+                  f"served ranker chosen on validation: {served['selection']['reason']}"]
     table = "\n".join(lines)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ exclusions; features for the pool feed the learned fusion (agent/fusion.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,17 +15,25 @@ from catalog.scope import UserScope
 from catalog.stores import Stores
 from fusion.request import RecommendRequest
 from retrieval.bundle import SourceModels
+from retrieval.registry import REGISTRY
 
 # The per-source evidence every candidate carries. Order matters: it is the fusion model's input.
 # Each behavioural source is seen five ways: raw; z-score over the user's allowed items (scale-free
 # across users and refits); share of the user's best score; 1/log2(2 + rank) and log(1 + rank) among all
 # the user's allowed items.
 SCORED = ("cf", "knn", "content", "social_weighted")
+VIEWS = ("raw", "z", "norm", "rank", "logrank")
+REGISTERED = tuple(entry.name for entry in REGISTRY)  # retrieval/registry.py: seen the same five ways
 FEATURES = (
-    *(f"{name}_{kind}" for name in SCORED for kind in ("raw", "z", "norm", "rank", "logrank")),
+    *(f"{name}_{kind}" for name in SCORED for kind in VIEWS),
     "social_count", "social_share", "popularity", "popularity_rank", "trend",
     "social_share_x_friends", "cf_z_x_history", "knn_z_x_history",
+    *(f"{name}_{kind}" for name in REGISTERED for kind in VIEWS),
 )
+# A single source served on its own (fusion/selection.py) ranks the pool by this one column, which is its
+# dense score: the pool holds each source's top ``per_source`` items, so its top of the pool is its top.
+SINGLE_SOURCES = {"mf-als": "cf_raw", "item-knn": "knn_raw", "social": "social_weighted_raw",
+                  "content": "content_raw", "popularity": "popularity", **{n: f"{n}_raw" for n in REGISTERED}}
 
 
 @dataclass
@@ -43,6 +51,7 @@ class SourceScores:
     n_history: int = 0
     query: np.ndarray | None = None
     anchor: np.ndarray | None = None
+    registered: dict[str, np.ndarray] = field(default_factory=dict)  # per registered source, in REGISTERED order
 
 
 @dataclass
@@ -86,6 +95,7 @@ def compute_source_scores(scope: UserScope, models: SourceModels, query_vector: 
         n_history=int(row.nnz),
         query=query,
         anchor=anchor,
+        registered={name: models.registered[name].score(row) for name in REGISTERED},
     )
 
 
@@ -143,6 +153,8 @@ def feature_matrix(s: SourceScores, items: np.ndarray, allowed: np.ndarray, base
     history = np.log1p(s.n_history)
     cols += [np.log1p(count), share, s.popularity[items], _rank_feature(s.popularity, items, base), s.trend[items],
              share * np.log1p(s.n_friends), z_of["cf"] * history, z_of["knn"] * history]
+    for name in REGISTERED:
+        cols += evidence_columns(s.registered[name], allowed, items, base)
     return np.column_stack(cols).astype(np.float64)
 
 
@@ -204,8 +216,6 @@ def sort_key(stores: Stores, scores: SourceScores, sort: str) -> np.ndarray | No
     return None
 
 
-BEHAVIOURAL = 5  # the sources every pool draws from (query and anchor join when the request has them)
-
 
 def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest, per_source: int,
                query_vector: np.ndarray | None = None, extra_items: list[int] | None = None,
@@ -218,7 +228,8 @@ def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest
     scores = compute_source_scores(scope, models, query_vector, anchors, request.use_friends)
     allowed = allowed_mask(scope, request)
     sources = [scores.cf, scores.knn, scores.social_weighted + 1e-3 * scores.social_count, scores.content,
-               scores.popularity]  # the first BEHAVIOURAL: what an unfiltered pool is made of
+               scores.popularity, *scores.registered.values()]
+    behavioural = len(sources)  # what an unfiltered pool is made of (query and anchor join when asked)
     if scores.query is not None:
         sources.append(scores.query)
     if scores.anchor is not None:
@@ -242,7 +253,7 @@ def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest
     # The pool an unfiltered request would have (what training pools are): the reference of the features
     # that compare a candidate with the rest of the pool.
     unseen = unseen_mask(scope, request)
-    base = np.unique(np.concatenate([top_n(v, unseen, base_per_source or per_source) for v in sources[:BEHAVIOURAL]]))
+    base = np.unique(np.concatenate([top_n(v, unseen, base_per_source or per_source) for v in sources[:behavioural]]))
     return CandidatePool(
         items=items,
         sort_values=key[items] if key is not None else None,

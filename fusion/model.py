@@ -5,19 +5,21 @@ Two learners, chosen by ``fusion.model``:
   are plain numbers.
 * ``lambdarank`` (default, "or better"): gradient-boosted trees trained to rank each user's held-out
   items first (LightGBM LambdaRank); inspectable through per-feature gain shares and the model text.
-Both are trained on held-out behaviour (agent/training.py) and saved as JSON next to the index.
+Both are trained on held-out behaviour (indexing/training.py) and saved as JSON next to the index, with
+the ranker chosen on validation (fusion/selection.py): ``served`` is "fusion", or the single source
+whose raw score ranks the candidates instead when the fusion did not beat it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fusion.candidates import FEATURES
+from fusion.candidates import FEATURES, SINGLE_SOURCES
 
 # Used only when there is no behaviour to learn from (a brand-new catalog): a sensible prior.
 DEFAULT_WEIGHTS = {"cf_z": 1.0, "knn_z": 1.0, "social_share": 0.5, "content_z": 0.5, "popularity_rank": 0.2}
@@ -37,6 +39,8 @@ class FusionModel:
     scale: np.ndarray
     info: dict[str, object] = field(default_factory=dict)
     ranker: Any = None  # a LightGBM Booster when the model is a ranker
+    served: str = "fusion"  # or a key of SINGLE_SOURCES: what `logits` ranks by (chosen on validation)
+    selection: dict[str, Any] = field(default_factory=dict)  # why (fusion/selection.py Selection.to_json)
 
     @classmethod
     def default(cls) -> FusionModel:
@@ -64,7 +68,19 @@ class FusionModel:
             fitted.ranker = fit_ranker(x, y, groups, seed)
         return fitted
 
+    def serving(self, served: str, selection: dict[str, Any] | None = None) -> FusionModel:
+        """This model serving ``served`` ("fusion" or a single source) instead."""
+        if served != "fusion" and served not in SINGLE_SOURCES:
+            raise ValueError(f"unknown ranker {served!r}; expected 'fusion' or one of {sorted(SINGLE_SOURCES)}")
+        return replace(self, served=served, selection=dict(selection if selection is not None else self.selection))
+
     def logits(self, x: np.ndarray) -> np.ndarray:
+        if self.served != "fusion":
+            return x[:, FEATURES.index(SINGLE_SOURCES[self.served])].astype(np.float64)
+        return self.fused_logits(x)
+
+    def fused_logits(self, x: np.ndarray) -> np.ndarray:
+        """The learned fusion's logits, whatever is served."""
         if self.ranker is not None:
             return np.asarray(self.ranker.predict(x, num_threads=1), dtype=np.float64)
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
@@ -84,7 +100,8 @@ class FusionModel:
     def to_json(self) -> dict[str, object]:
         return {"features": list(self.features), "weights": self.weights.tolist(), "bias": self.bias,
                 "mean": self.mean.tolist(), "scale": self.scale.tolist(), "info": self.info,
-                "ranker": self.ranker.model_to_string() if self.ranker is not None else None}
+                "ranker": self.ranker.model_to_string() if self.ranker is not None else None,
+                "served": self.served, "selection": self.selection}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FusionModel:
@@ -97,7 +114,8 @@ class FusionModel:
 
             ranker = lgb.Booster(model_str=str(data["ranker"]))
         return cls(features, np.array(data["weights"]), float(data["bias"]), np.array(data["mean"]),
-                   np.array(data["scale"]), dict(data.get("info") or {}), ranker)
+                   np.array(data["scale"]), dict(data.get("info") or {}), ranker,
+                   str(data.get("served") or "fusion"), dict(data.get("selection") or {}))
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1))

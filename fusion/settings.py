@@ -17,6 +17,10 @@ class FusionSettings(BaseModel):
     regularization_c: float = 1.0
     max_training_users: int = 20000
     query_weight: float = 1.5
+    selection_margin: float = Field(0.005, description="the fusion is served only when its validation NDCG@10 "
+                                    "beats the best single source's by more than this share (fusion/selection.py)")
+    selection_fraction: float = Field(0.3, description="share of the first fold's users set aside to choose the "
+                                      "served ranker (the fusion compared is fit without them)")
 
 
 class RankConfig(Protocol):

@@ -56,7 +56,7 @@ def _manifest(dataset: Dataset, settings: IndexConfig, collection: str) -> dict[
 
 def build_index(settings: IndexConfig, progress: bool = True, dataset: Dataset | None = None) -> IndexReport:
     started = time.perf_counter()
-    dataset = dataset or load_dataset(settings.data, settings.demo_seed)
+    dataset = dataset or load_dataset(settings.data, settings.demo_seed, settings.rating_threshold)
     stores = build_stores(dataset)
     vs = VectorStore(settings.vectorstore, settings.home)
     collection = vs.collection_name(settings.dataset_key)
@@ -86,7 +86,7 @@ def build_index(settings: IndexConfig, progress: bool = True, dataset: Dataset |
 
 def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, build_if_missing: bool = False) -> Recommender:
     """Load the index for the configured data (building it first when asked and it is missing or stale)."""
-    dataset = dataset or load_dataset(settings.data, settings.demo_seed)
+    dataset = dataset or load_dataset(settings.data, settings.demo_seed, settings.rating_threshold)
     folder = settings.index_dir
     manifest_path = folder / MANIFEST
     stale = True

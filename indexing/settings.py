@@ -14,6 +14,7 @@ class IndexConfig(RankConfig, Protocol):
     data: str
     home: Path
     demo_seed: int
+    rating_threshold: float | None
 
     @property
     def vectorstore(self) -> VectorStoreSettings: ...

@@ -5,9 +5,19 @@ from __future__ import annotations
 from loaders.schema import DataFormatError, Dataset, UnknownItem, UnknownUser
 
 
-def load_dataset(spec: str, demo_seed: int = 7) -> Dataset:
+def load_dataset(spec: str, demo_seed: int = 7, rating_threshold: float | None = None) -> Dataset:
     """'demo' | 'lastfm:<folder>' | 'movielens:<folder>' | 'generic:<folder>' | '<folder>' (a Last.fm HetRec
-    or MovieLens folder is recognised by its files; any other folder is read in the generic format)."""
+    or MovieLens folder is recognised by its files; any other folder is read in the generic format).
+    ``rating_threshold`` overrides the loader's positive rule for ratings (Dataset.rating_threshold)."""
+    dataset = _load(spec, demo_seed)
+    if rating_threshold is not None:
+        from dataclasses import replace
+
+        dataset = replace(dataset, rating_threshold=float(rating_threshold))
+    return dataset
+
+
+def _load(spec: str, demo_seed: int) -> Dataset:
     if spec == "demo":
         from loaders.demo import make_demo
 

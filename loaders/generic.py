@@ -98,8 +98,12 @@ def load_generic(folder: str | Path, name: str | None = None) -> Dataset:
     positive = tuple(k for k in kinds if k in {"purchase", "like", "listen", "rating", "order"}) or kinds
     weights = {"view": 0.2, "click": 0.5}
     verbs = {"purchase": "bought", "order": "ordered", "like": "liked", "listen": "listened to", "rating": "rated"}
+    # Ratings: positive from 80% of the highest rating in the file up (4 of 5 stars, 8 of 10).
+    rated = interactions.loc[interactions["kind"].str.lower() == "rating", "weight"].dropna()
+    threshold = 0.8 * float(rated.max()) if len(rated) else None
     return finalize(name or folder.resolve().name, catalog, interactions, social, users, paths,
                     positive_kinds=positive, kind_weights={k: weights.get(k, 1.0) for k in kinds},
+                    rating_threshold=threshold,
                     interaction_verb=verbs.get(positive[0], "chose") if positive else "chose")
 
 

@@ -101,12 +101,23 @@ class Dataset:
     item_noun: str = "items"  # what the items are called in replies ("artists", "movies")
     interaction_verb: str = "bought"  # what doing the positive kind is called ("listened to", "liked")
     named_users: bool = True  # False when the data has no users table: replies give counts, never ids
-    # A rating counts as positive when weight >= rating_threshold (None: every rating is positive).
+    # The positive rule of ratings: a "rating" event is positive (a target, a friend's pick, popularity) only
+    # when its weight >= rating_threshold (None: every rating is). Lower ratings stay interactions (the item
+    # is seen, and part of the feedback matrix) but are never counted as liked.
     rating_threshold: float | None = None
     # Kinds that do not mean the user has or knows the item (browsing): an item only viewed or clicked may be
     # recommended again; any other kind (a purchase, a listen, a rating, a dislike, a tag given to it) means
     # the user knows it, and it is never offered as new.
     browse_kinds: tuple[str, ...] = ("view", "click")
+
+    def positive_mask(self, events: pd.DataFrame) -> np.ndarray:
+        """Which rows of an events table (columns kind, weight) are positive: a positive kind, and for
+        ratings, at least ``rating_threshold``. Training targets, eval targets and friends' signal use this."""
+        mask = events["kind"].isin(self.positive_kinds).to_numpy(copy=True)
+        if self.rating_threshold is not None:
+            low = (events["kind"] == "rating").to_numpy() & (events["weight"].to_numpy(float) < self.rating_threshold)
+            mask &= ~low
+        return mask
 
     def without_pairs(self, pairs: pd.DataFrame) -> Dataset:
         """The dataset with every event of the given (user_id, item_id) pairs removed (evaluation holdout).
@@ -128,6 +139,7 @@ class Dataset:
     def fingerprint(self) -> str:
         """A content hash of the tables: an index built from other data is stale."""
         h = hashlib.sha256(self.name.encode())
+        h.update(repr(self.rating_threshold).encode())  # another positive rule is other data
         for frame in (self.catalog, self.interactions, self.social, self.users):
             h.update(pd.util.hash_pandas_object(frame, index=False).values.tobytes())
         return h.hexdigest()[:16]

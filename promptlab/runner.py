@@ -171,7 +171,7 @@ class Lab:
         if data != self.settings.data or (demo_seed is not None and int(demo_seed) != self.settings.demo_seed):
             raise LabError(f"these cases were generated from data '{data}' (demo seed {demo_seed}); "
                            f"run them with --data {data}, not '{self.settings.data}'")
-        dataset = load_dataset(self.settings.data, self.settings.demo_seed)
+        dataset = load_dataset(self.settings.data, self.settings.demo_seed, self.settings.rating_threshold)
         return holdout_recommender(self.settings, dataset, float(spec["fraction"]), int(spec["seed"]))
 
     def variant_settings(self, variant: Variant) -> LabConfig:

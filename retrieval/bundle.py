@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ from catalog.stores import Stores
 from retrieval.content import ContentProfile
 from retrieval.itemknn import ItemKNN
 from retrieval.mf import ALS
+from retrieval.registry import REGISTRY, FeedbackSource
 from retrieval.settings import SourceSettings
 from retrieval.social import FriendsSignal
 
@@ -22,6 +23,7 @@ class SourceModels:
     mf: ALS
     social: FriendsSignal
     content: ContentProfile
+    registered: dict[str, FeedbackSource] = field(default_factory=dict)  # retrieval/registry.py, by name
 
     @classmethod
     def fit(cls, stores: Stores, settings: SourceSettings, item_embeddings: np.ndarray) -> SourceModels:
@@ -30,7 +32,8 @@ class SourceModels:
                  settings.seed, settings.mf_weighting).fit(stores.feedback)
         social = FriendsSignal(settings.social_similarity_weighted).fit(stores.positive, stores.feedback,
                                                                          stores.friends)
-        return cls(knn=knn, mf=mf, social=social, content=ContentProfile(item_embeddings))
+        registered = {entry.name: entry.build(settings).fit(stores.feedback) for entry in REGISTRY}
+        return cls(knn=knn, mf=mf, social=social, content=ContentProfile(item_embeddings), registered=registered)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -40,6 +43,8 @@ class SourceModels:
         sp.save_npz(folder / "friend_weights.npz", self.social.friend_weights)
         np.savez(folder / "mf.npz", user=self.mf.user_factors, item=self.mf.item_factors)
         np.save(folder / "item_embeddings.npy", self.content.items)
+        for entry in REGISTRY:
+            self.registered[entry.name].save(folder / entry.file)
 
     @classmethod
     def load(cls, folder: Path, settings: SourceSettings) -> SourceModels:
@@ -49,4 +54,5 @@ class SourceModels:
             mf=ALS(settings.mf_factors).load(mf["user"], mf["item"]),
             social=FriendsSignal(settings.social_similarity_weighted).load(sp.load_npz(folder / "friend_weights.npz")),
             content=ContentProfile(np.load(folder / "item_embeddings.npy")),
+            registered={entry.name: entry.build(settings).load(folder / entry.file) for entry in REGISTRY},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.linalg
@@ -55,6 +56,18 @@ class EASE:
         self._position[kept] = np.arange(len(kept))
         self.memory_bytes = int(self.weights.nbytes + self.kept_items.nbytes + self._position.nbytes)
         self.fit_seconds = time.perf_counter() - start
+        return self
+
+    def save(self, path: Path) -> None:
+        assert self.weights is not None, "fit first"
+        np.savez(path, weights=self.weights, kept=self.kept_items, n_items=np.array([self.n_items]))
+
+    def load(self, path: Path) -> EASE:
+        data = np.load(path)
+        self.weights, self.kept_items, self.n_items = data["weights"], data["kept"], int(data["n_items"][0])
+        self._position = np.full(self.n_items, -1, np.int64)
+        self._position[self.kept_items] = np.arange(len(self.kept_items))
+        self.memory_bytes = int(self.weights.nbytes + self.kept_items.nbytes + self._position.nbytes)
         return self
 
     def score(self, user_row: sp.csr_matrix) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -36,6 +38,14 @@ class RP3Beta:
         popularity = np.diff(x.tocsc().indptr).astype(np.float64)
         penalty = np.divide(1.0, popularity**self.beta, out=np.zeros_like(popularity), where=popularity > 0)
         self.similarity = prune_columns((walk @ sp.diags(penalty)).tocsr(), self.k)
+        return self
+
+    def save(self, path: Path) -> None:
+        assert self.similarity is not None, "fit first"
+        sp.save_npz(path, self.similarity)
+
+    def load(self, path: Path) -> RP3Beta:
+        self.similarity = sp.load_npz(path).tocsr()
         return self
 
     def score(self, user_row: sp.csr_matrix) -> np.ndarray:

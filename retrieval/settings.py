@@ -20,4 +20,10 @@ class SourceSettings(BaseModel):
     mf_weighting: Literal["log", "bm25"] = "log"
     social_similarity_weighted: bool = True
     tag_event_weight: float = 1.0
+    ease_lambda: float = 300.0
+    ease_min_support: int = Field(3, description="EASE covers items with at least this many users (retrieval/ease.py)")
+    ease_max_items: int = Field(8000, description="and at most this many, the most popular: a dense max_items² float32 matrix")
+    rp3_alpha: float = 1.0
+    rp3_beta: float = 0.35
+    rp3_k: int = 200
     seed: int = 42
