@@ -28,7 +28,8 @@ def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
     services = services or Services.load(settings)
     app = FastAPI(title="fusionrec", version="0.1.0",
                   description="Conversational recommender: fused evidence, LLM rerank, grounded explanations.")
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes,
+                       read_timeout_s=settings.api.body_read_timeout_s)
     install_error_handlers(app)
     app.include_router(api_router(services))
     app.include_router(openai_router(services))

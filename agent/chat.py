@@ -29,6 +29,7 @@ from agent.settings import AgentConfig
 from agent.tool_router import model_tool_calls
 from agent.toolkit import ToolStep, build_toolkit, run_tool
 from catalog.constraints import relax_tags
+from catalog.sanitize import text_problem
 from catalog.scope import UserScope, scope_for
 from catalog.stores import Stores
 from fusion.items import Recommendation
@@ -126,6 +127,9 @@ class ChatAgent:
     def check_message(self, message: str) -> str:
         if not isinstance(message, str) or not message.strip():
             raise BadRequest("the message is empty")
+        problem = text_problem(message)
+        if problem:
+            raise BadRequest(f"message: {problem}")
         if len(message) > self.settings.api.max_message_chars:
             raise TooLarge(f"the message has {len(message)} characters; the limit is "
                            f"{self.settings.api.max_message_chars}")

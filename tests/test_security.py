@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from agent.chat import ChatAgent
+from agent.chat import BadRequest, ChatAgent
 from agent.llm_stage import LLMStage
 from agent.prompts import load_prompt_set
 from agent.settings import AgentLLMSettings
@@ -59,8 +59,8 @@ SYSTEM = [ln.strip() for ln in (ROOT / "prompts/default/system.md").read_text().
 LEAKS = [ln[:40].lower() for ln in SYSTEM if not ln.startswith("<!--")] + [CANARY.lower(), "canary"]
 UNSAFE = ("<script", "<img", "![", "javascript:")
 KEYS = {"sk-alice-7f3a": "u0001", "sk-bob-91c2": "u0002", "sk-idem-55d0": "u0003", "sk-limit-0b6e": "u0004",
-        "sk-ghost-e1e1": "u9999", "sk-logs-3c9d": "u0005"}
-ALICE, BOB, IDEM, LIMITED, GHOST, LOGS = KEYS
+        "sk-ghost-e1e1": "u9999", "sk-logs-3c9d": "u0005", "sk-spell-4d2a": "u0006", "sk-lost-8e1f": "u0007"}
+ALICE, BOB, IDEM, LIMITED, GHOST, LOGS, SPELLED, LOST = KEYS
 MESSAGE = "camping gear under $100"
 CHAT = {"model": "fusionrec", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -133,7 +133,8 @@ def sec_app(app_home, tmp_path_factory):
     """The real app (LLM off) on a private home, with several keys and 5 requests per minute per key."""
     home = copy_home(app_home, tmp_path_factory.mktemp("sec-home"))
     server = AppServer(home, "off", {"FUSIONREC_API__KEYS": json.dumps(KEYS),
-                                     "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "5"})
+                                     "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "5",
+                                     "FUSIONREC_API__BODY_READ_TIMEOUT_S": "2"})
     yield server.url, home
     server.stop()
 
@@ -604,3 +605,130 @@ def test_logs_are_json_lines_with_one_request_id_per_turn_and_no_secrets(sec_app
     assert [k for k in KEYS if k.lower() in lowered] == []
     assert "quokka" not in lowered and "<script" not in lowered  # no user text at the default level
     assert [leak for leak in LEAKS if leak in lowered] == []  # no prompt text
+
+
+# --- 14. Unbounded or slow request bodies ---------------------------------------------------------------------
+def raw_exchange(url: str, head: str, chunks: Any, pause_s: float = 0.0, wait_s: float = 30.0) -> tuple[int, float]:
+    """Send a request over a plain socket (headers, then ``chunks`` in a background thread) and read the
+    status line: (status, seconds until it came; 0 if the server closed without answering)."""
+    import socket
+    import urllib.parse
+
+    where = urllib.parse.urlsplit(url)
+    sock = socket.create_connection((where.hostname, where.port), timeout=wait_s)
+    started = time.monotonic()
+
+    def feed() -> None:
+        with suppress(OSError):
+            sock.sendall(head.encode())
+            for chunk in chunks:
+                sock.sendall(chunk)
+                time.sleep(pause_s)
+
+    threading.Thread(target=feed, daemon=True).start()
+    try:
+        first = sock.recv(200)
+    except OSError:
+        first = b""
+    finally:
+        elapsed = time.monotonic() - started
+        sock.close()
+    return (int(first.split(b" ")[1]) if first.startswith(b"HTTP/") else 0), elapsed
+
+
+def chunked(payload: bytes, size: int = 32 * 1024) -> Any:
+    for start in range(0, len(payload), size):
+        piece = payload[start:start + size]
+        yield f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    yield b"0\r\n\r\n"
+
+
+def chat_head(path: str, extra: str) -> str:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ALICE}\r\n"
+            f"Content-Type: application/json\r\n{extra}\r\n")
+
+
+def many_messages(n: int) -> bytes:
+    return json.dumps({**CHAT, "messages": [{"role": "user", "content": "hi"}] * n}).encode()
+
+
+def test_chunked_bodies_are_counted_as_they_arrive(sec_app):
+    url = sec_app[0]
+    head = chat_head("/v1/chat/completions", "Transfer-Encoding: chunked\r\n")
+    assert raw_exchange(url, head, chunked(many_messages(10_000)))[0] == 413  # 350 KB with no Content-Length
+    huge: list[tuple[int, float]] = []
+    sender = threading.Thread(target=lambda: huge.append(raw_exchange(url, head, chunked(many_messages(200_000)))))
+    sender.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert call("GET", url + "/healthz").status_code == 200
+    assert time.monotonic() - started < 1.0  # liveness is not stalled by a 6 MB body
+    sender.join(timeout=60)
+    assert huge and huge[0][0] == 413 and huge[0][1] < 5.0
+    length = f"Content-Length: {len(many_messages(200_000))}\r\n"
+    assert raw_exchange(url, chat_head("/v1/chat/completions", length), iter([b"{"]))[0] == 413  # refused at once
+    # under the byte cap but pathological: more messages than any conversation needs
+    r = call("POST", url + "/v1/chat/completions", ALICE, json=json.loads(many_messages(150)))
+    assert r.status_code == 422 and "messages" in r.json()["error"]["message"]
+
+
+def test_a_half_sent_body_is_cut_off_at_the_read_deadline(sec_app):
+    body = json.dumps({"message": "tents"}).encode()
+    head = chat_head("/v1/recommend", f"Content-Length: {len(body)}\r\n")
+    status, elapsed = raw_exchange(sec_app[0], head, iter([body[:5], body[5:]]), pause_s=30.0)
+    assert status == 408 and 1.5 < elapsed < 6.0  # api.body_read_timeout_s is 2 s for this app
+    slow_but_complete = raw_exchange(sec_app[0], head, iter([body[:5], body[5:]]), pause_s=0.3)
+    assert slow_but_complete[0] == 200
+
+
+# --- 15. Malformed text ---------------------------------------------------------------------------------------
+def post_ascii(url: str, body: Any) -> httpx.Response:
+    """POST ``body`` as ASCII JSON, so that a lone surrogate travels as the escape ``\ud800`` as a JSON
+    client would send it (httpx's own encoder refuses to)."""
+    return call("POST", url, ALICE, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("text", ["tents \ud800", "tents\x00", "\udfffbooks", "a\x1bb"])
+def test_lone_surrogates_and_control_characters_are_a_422_naming_the_field(sec_app, agent_off, text):
+    url = sec_app[0]
+    r = post_ascii(url + "/v1/recommend", {"message": text})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("message: contains"), r.text
+    for content in (text, [{"type": "text", "text": text}]):
+        r = post_ascii(url + "/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": content}]})
+        assert r.status_code == 422 and "messages.0.content" in r.json()["error"]["message"], r.text
+    r = post_ascii(url + "/v1/chat/completions", {**CHAT, "user": text})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("user:"), r.text
+    with pytest.raises(BadRequest, match="message: contains"):  # the UI's path
+        agent_off.turn("u0001", text)
+
+
+def test_tabs_and_newlines_are_ordinary_text(sec_app):
+    r = call("POST", sec_app[0] + "/v1/recommend", BOB, json={"message": "tents\n\tunder $90\r\n"})
+    assert r.status_code == 200, r.text
+
+
+# --- 19. Rate-limit bypass and key guessing -------------------------------------------------------------------
+def test_rate_limit_is_keyed_on_the_key_however_the_header_is_spelt(sec_app):
+    spellings = [f"Bearer {SPELLED}", f"bearer {SPELLED}", f"BEARER {SPELLED}", SPELLED, f"Bearer  {SPELLED}"]
+    answers = [httpx.get(sec_app[0] + "/v1/models", headers={"Authorization": spellings[n % len(spellings)]},
+                         timeout=60) for n in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+
+
+def test_failed_authentications_are_limited_per_client(recommender, off, agent_off):
+    services = Services(off, recommender, None, agent_off, KeyStore({"good-key": "u0001"}), RateLimiter(600),
+                        auth_failures=RateLimiter(3))
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(openai_router(services))
+    client = TestClient(app)
+    guesses = [client.get("/v1/models", headers=auth(f"guess-{n}")).status_code for n in range(5)]
+    assert guesses == [401, 401, 401, 429, 429]
+    locked = client.get("/v1/models", headers=auth("good-key"))
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) >= 1  # no more guesses this minute
+    other = Services(off, recommender, None, agent_off, KeyStore({"good-key": "u0001"}), RateLimiter(600),
+                     auth_failures=RateLimiter(3))
+    app2 = FastAPI()
+    install_error_handlers(app2)
+    app2.include_router(openai_router(other))
+    assert TestClient(app2).get("/v1/models", headers=auth("good-key")).status_code == 200  # control

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.chat import ChatAgent
@@ -29,6 +29,7 @@ class Services:
     limiter: RateLimiter
     llm_error: str | None = None
     models: LocalModels | None = None  # the local GGUF models this process loaded (closed at shutdown)
+    auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(20))  # per client address
 
     @classmethod
     def load(cls, settings: WebConfig, build_index_if_missing: bool = True) -> Services:
@@ -45,7 +46,7 @@ class Services:
         agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibrated_weight=calibrated)
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
-                   error, models)
+                   error, models, RateLimiter(settings.api.auth_failures_per_minute))
 
     def persona_ids(self, limit: int = 40) -> list[str]:
         return [str(u) for u in self.recommender.stores.user_ids[:limit]]
