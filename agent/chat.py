@@ -147,7 +147,7 @@ class ChatAgent:
             raise BadRequest(f"k must be between 1 and {self.settings.api.max_k}")
         scope = self.scope_factory(self.recommender.stores, user_id)  # UnknownUser for unknown ids
         session = self.sessions.open(user_id, session_id)
-        replay = self.sessions.replay(session.id, idempotency_key)
+        replay = self.sessions.replay(session, idempotency_key)
         if replay is not None:
             result = TurnResult.from_dict(replay)
             result.replayed = True

@@ -47,18 +47,6 @@ def text_problem(text: str) -> str | None:
 FLAG_INSTRUCTIONS = "instructions_in_text"
 
 
-def text_problem(text: str) -> str | None:
-    """Why ``text`` cannot be stored or sent on (a lone surrogate, NUL or another control character other
-    than tab, newline and carriage return), or None when it is fine."""
-    for ch in text:
-        code = ord(ch)
-        if 0xD800 <= code <= 0xDFFF:
-            return f"contains a lone surrogate (U+{code:04X}); send valid UTF-8 text"
-        if (code < 0x20 and ch not in "\t\n\r") or 0x7F <= code <= 0x9F:
-            return f"contains a control character (U+{code:04X})"
-    return None
-
-
 def flagged_items(item_ids: list[str], titles: list[str], descriptions: list[str]) -> list[str]:
     """The ids of the items whose title or description holds instruction-like sentences."""
     return [str(i) for i, t, d in zip(item_ids, titles, descriptions, strict=True)
