@@ -138,7 +138,7 @@ class ChatAgent:
     def turn(self, user_id: str, message: str, session_id: str | None = None, k: int | None = None,
              idempotency_key: str | None = None, on_event: Event | None = None,
              use_llm: bool = True, request_id: str | None = None) -> TurnResult:
-        """Run one turn for an authenticated user (``request_id``: the caller's id for logs, else a new one). Raises UnknownUser, BadRequest, TooLarge, SessionError
+        """Run one turn for an authenticated user (``request_id``: the caller's id for logs, else a new one). Raises UnknownUser, BadRequest, TooLarge
         before any model call; everything after that degrades instead of failing."""
         started = time.monotonic()
         request_id = request_id or uuid.uuid4().hex[:12]
