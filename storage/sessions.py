@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,11 +218,12 @@ class SessionStore:
         return int(self._db().execute(sql, args).fetchone()[0])
 
     def check(self) -> None:
-        """Readiness: a write in the health table and a quick integrity check (SessionDatabaseError)."""
-        db = self._db()
+        """Readiness: a write in the health table and a quick integrity check (SessionDatabaseError).
+        A connection of its own, so no page cached by a turn's connection hides what the file holds now."""
         try:
-            db.execute("INSERT OR REPLACE INTO health VALUES (1, ?)", (time.time(),))
-            problem = db.execute("PRAGMA quick_check").fetchone()[0]
+            with closing(sqlite3.connect(self.path, timeout=5, isolation_level=None)) as db:
+                db.execute("INSERT OR REPLACE INTO health VALUES (1, ?)", (time.time(),))
+                problem = db.execute("PRAGMA quick_check").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise SessionDatabaseError(self.path, str(exc)) from None
         if problem != "ok":

@@ -851,3 +851,94 @@ def test_sessions_of_the_old_schema_are_migrated_per_user(tmp_path):
     assert store.replay(mine, "k1") == {"reply": "r"}
     assert store.open("u0002", "s1").history == []  # the same id for another user: a new conversation
     assert SessionStore(db).open("u0001", "s1").state.rejected == ["p9"]  # a second start leaves it alone
+
+
+def start_app(home: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[Any], str, Path]:
+    """`python app.py --port <free> --home <home> --llm off ...` with no FUSIONREC_PORT/HOME in the environment."""
+    from tests.conftest import free_port
+
+    port, log = free_port(), home / "app-flags.log"
+    clean = {k: v for k, v in os.environ.items() if k not in ("FUSIONREC_PORT", "FUSIONREC_HOME", "FUSIONREC_HOST")}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--home", str(home),
+                             "--llm", "off", *flags], cwd=ROOT, env={**clean, **(env or {})},
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+def wait_live(proc: subprocess.Popen[Any], url: str, log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with suppress(httpx.HTTPError):
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise AssertionError(f"not live within {timeout_s}s: {log.read_text()[-3000:]}")
+
+
+def test_app_serves_on_the_port_of_its_flag_and_refuses_unknown_flags(app_home, tmp_path):
+    from tests.conftest import stop_process
+
+    proc, url, log = start_app(copy_home(app_home, tmp_path / "home"))
+    try:
+        wait_live(proc, url, log)
+        assert httpx.get(url + "/readyz", timeout=10).json()["status"] == "ready"
+    finally:
+        stop_process(proc)
+    bad = subprocess.run([sys.executable, str(ROOT / "app.py"), "--prot", "9000"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "usage: app.py" in bad.stderr and "--prot" in bad.stderr
+
+
+def corrupt_pages(db: Path, pages: range = range(2, 5)) -> None:
+    """Garbage over pages 2-4 of an SQLite file (after folding its WAL into the file)."""
+    with closing(sqlite3.connect(db)) as conn:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with db.open("r+b") as f:
+        for n in pages:
+            f.seek((n - 1) * page)
+            f.write(bytes([0xA5]) * page)
+
+
+def test_a_corrupt_sessions_database_is_not_ready_and_fails_the_start_naming_it(app_home, tmp_path):
+    from storage.sessions import SessionState, SessionStore
+    from tests.conftest import stop_process
+
+    home = copy_home(app_home, tmp_path / "home")
+    db = home / "sessions" / "demo-s7.sqlite"
+    store = SessionStore(db)
+    for n in range(6):  # a few pages of real turns
+        session = store.open("u0001", f"s{n}")
+        store.record_turn(session, "tents", {"reply": "x" * 3000}, SessionState(rejected=[f"p{n}"]))
+    store.close()
+    proc, url, log = start_app(home)
+    try:
+        wait_live(proc, url, log)
+        assert httpx.get(url + "/readyz", timeout=10).status_code == 200
+        corrupt_pages(db)
+        r = httpx.get(url + "/readyz", timeout=10)
+        assert r.status_code == 503 and any(str(db) in reason for reason in r.json()["reasons"]), r.text
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200  # alive, just not ready
+    finally:
+        stop_process(proc)
+    proc, url, log = start_app(home)
+    assert proc.wait(timeout=180) == 2
+    out = log.read_text()
+    assert str(db) in out and "Traceback" not in out and out.strip().count("\n") == 0, out
+
+
+def test_a_deleted_chroma_folder_is_rebuilt_at_start(app_home, tmp_path):
+    from tests.conftest import stop_process
+
+    home = copy_home(app_home, tmp_path / "home")
+    shutil.rmtree(home / "chroma")
+    proc, url, log = start_app(home)
+    try:
+        wait_live(proc, url, log)
+        r = httpx.get(url + "/readyz", timeout=10)
+        assert r.status_code == 200, r.text
+        hits = call("POST", url + "/v1/recommend", json={"message": "a tent for two"})
+        assert hits.status_code == 200 and hits.json()["items"], hits.text
+    finally:
+        stop_process(proc)

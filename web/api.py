@@ -1,4 +1,4 @@
-"""JSON API for support bots: POST /v1/recommend, GET /healthz; errors as 4xx with a clear message."""
+"""JSON API for support bots: POST /v1/recommend, GET /healthz (liveness), GET /readyz (readiness); errors as 4xx with a clear message."""
 
 from __future__ import annotations
 
@@ -156,9 +156,19 @@ def api_router(services: Services) -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "data": services.settings.data, "items": services.recommender.stores.n_items,
+    async def healthz() -> dict[str, Any]:
+        """Liveness: answered on the event loop with no I/O, so it stays quick while every worker thread
+        is stuck in a turn (a hung model)."""
+        return {"status": "ok", "data": services.settings.data, "items": services.recommender.stores.n_items}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: the sessions database takes a write and passes quick_check, the vector store holds
+        every catalog item; 503 with the reasons otherwise. Short checks, on the loop (no worker thread)."""
+        reasons = services.readiness_problems()
+        body = {"status": "ready" if not reasons else "not ready", "reasons": reasons,
                 "llm": services.llm.identity() if services.llm else None, "llm_error": services.llm_error}
+        return JSONResponse(body, status_code=200 if not reasons else 503)
 
     @router.post("/v1/recommend", response_model=RecommendOut)
     def recommend(body: RecommendBody, request: Request, authorization: str | None = Header(None),

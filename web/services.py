@@ -12,7 +12,7 @@ from fusion.recommender import Recommender
 from indexing.build import load_recommender
 from indexing.calibration import load_blend_weight
 from llm_client.client import LLM, LocalModels, make_llm
-from storage.sessions import SessionStore
+from storage.sessions import SessionDatabaseError, SessionStore
 from web.auth import KeyStore, RateLimiter
 from web.settings import WebConfig
 
@@ -47,6 +47,24 @@ class Services:
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
                    error, models, RateLimiter(settings.api.auth_failures_per_minute))
+
+    def readiness_problems(self) -> list[str]:
+        """Why this process should not get traffic now (empty when ready)."""
+        problems: list[str] = []
+        try:
+            self.agent.sessions.check()
+        except SessionDatabaseError as exc:
+            problems.append(f"sessions: {exc}")
+        rec = self.recommender
+        if rec.vector_store is not None and rec.collection is not None:
+            try:
+                held = rec.vector_store.count(rec.collection)
+            except Exception as exc:  # Chroma unreachable (http mode) or its folder gone
+                problems.append(f"vector store: {exc.__class__.__name__}: {exc}")
+            else:
+                if held != rec.stores.n_items:
+                    problems.append(f"vector store: holds {held} of {rec.stores.n_items} catalog items")
+        return problems
 
     def persona_ids(self, limit: int = 40) -> list[str]:
         return [str(u) for u in self.recommender.stores.user_ids[:limit]]
