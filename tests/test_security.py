@@ -942,3 +942,56 @@ def test_a_deleted_chroma_folder_is_rebuilt_at_start(app_home, tmp_path):
         assert hits.status_code == 200 and hits.json()["items"], hits.text
     finally:
         stop_process(proc)
+
+
+class HungServer:
+    """A loopback TCP server that accepts every connection and never answers (a hung model server)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with suppress(OSError):
+            while True:
+                self.held.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def test_liveness_answers_while_sixty_turns_wait_on_a_hung_model(app_home, tmp_path):
+    from tests.conftest import stop_process
+
+    hung = HungServer()
+    proc, url, log = start_app(copy_home(app_home, tmp_path / "home"), "--llm", "hosted", env={
+        "FUSIONREC_LLM__BASE_URL": f"http://127.0.0.1:{hung.port}/v1", "FUSIONREC_LLM__TIMEOUT_S": "40",
+        "FUSIONREC_LLM__MAX_RETRIES": "0", "FUSIONREC_API__TURN_DEADLINE_S": "40"})
+
+    def stuck_turn() -> None:
+        with suppress(httpx.HTTPError):
+            call("POST", url + "/v1/recommend", json={"message": MESSAGE})
+
+    try:
+        wait_live(proc, url, log)
+        for _ in range(60):
+            threading.Thread(target=stuck_turn, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while len(hung.held) < 20 and time.monotonic() < deadline:  # worker threads are stuck on the model
+            time.sleep(0.1)
+        assert len(hung.held) >= 20, len(hung.held)
+        time.sleep(1)
+        started = time.monotonic()
+        r = httpx.get(url + "/healthz", timeout=10)
+        assert r.status_code == 200 and time.monotonic() - started < 2, time.monotonic() - started
+    finally:
+        stop_process(proc)
+        hung.close()
