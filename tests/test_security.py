@@ -995,3 +995,36 @@ def test_liveness_answers_while_sixty_turns_wait_on_a_hung_model(app_home, tmp_p
     finally:
         stop_process(proc)
         hung.close()
+
+
+def test_the_breaker_skips_a_hung_model_after_n_failures_and_tries_again_later(app_home, tmp_path):
+    from tests.conftest import stop_process
+
+    hung = HungServer()
+    proc, url, log = start_app(copy_home(app_home, tmp_path / "home"), "--llm", "hosted", env={
+        "FUSIONREC_LLM__BASE_URL": f"http://127.0.0.1:{hung.port}/v1", "FUSIONREC_LLM__TIMEOUT_S": "2",
+        "FUSIONREC_LLM__MAX_RETRIES": "0", "FUSIONREC_API__TURN_DEADLINE_S": "4", "FUSIONREC_LLM__SHUFFLE_PASSES": "1",
+        "FUSIONREC_LLM__BREAKER_FAIL_MAX": "2", "FUSIONREC_LLM__BREAKER_RESET_S": "6"})
+
+    def turn() -> tuple[float, dict[str, Any]]:
+        started = time.monotonic()
+        r = call("POST", url + "/v1/recommend", json={"message": MESSAGE})
+        assert r.status_code == 200, r.text
+        return time.monotonic() - started, r.json()
+
+    try:
+        wait_live(proc, url, log)
+        failing = [turn() for _ in range(2)]
+        assert [b["fallback_reason"] for _, b in failing] == ["timeout", "timeout"]
+        opened_at = time.monotonic()
+        elapsed, body = turn()
+        assert body["fallback_reason"] == "circuit_open" and elapsed < 1.5, (elapsed, body["fallback_reason"])
+        assert body["items"] and "skipped for a while" in body["reply"]
+        ready = httpx.get(url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and any("circuit breaker" in r for r in ready.json()["reasons"])
+        time.sleep(max(0.0, opened_at + 6.5 - time.monotonic()))
+        elapsed, body = turn()  # half-open: the model is tried once more (and still hangs)
+        assert body["fallback_reason"] == "timeout" and elapsed >= 1.5, (elapsed, body["fallback_reason"])
+    finally:
+        stop_process(proc)
+        hung.close()

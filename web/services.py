@@ -64,6 +64,8 @@ class Services:
             else:
                 if held != rec.stores.n_items:
                     problems.append(f"vector store: holds {held} of {rec.stores.n_items} catalog items")
+        if getattr(self.llm, "state", None) == "open":
+            problems.append("llm: circuit breaker open after consecutive failures; answers are fusion-only")
         return problems
 
     def persona_ids(self, limit: int = 40) -> list[str]:
