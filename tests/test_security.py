@@ -59,8 +59,9 @@ SYSTEM = [ln.strip() for ln in (ROOT / "prompts/default/system.md").read_text().
 LEAKS = [ln[:40].lower() for ln in SYSTEM if not ln.startswith("<!--")] + [CANARY.lower(), "canary"]
 UNSAFE = ("<script", "<img", "![", "javascript:")
 KEYS = {"sk-alice-7f3a": "u0001", "sk-bob-91c2": "u0002", "sk-idem-55d0": "u0003", "sk-limit-0b6e": "u0004",
-        "sk-ghost-e1e1": "u9999", "sk-logs-3c9d": "u0005", "sk-spell-4d2a": "u0006", "sk-lost-8e1f": "u0007"}
-ALICE, BOB, IDEM, LIMITED, GHOST, LOGS, SPELLED, LOST = KEYS
+        "sk-ghost-e1e1": "u9999", "sk-logs-3c9d": "u0005", "sk-spell-4d2a": "u0006", "sk-lost-8e1f": "u0007",
+        "sk-share-a1": "u0008", "sk-share-b1": "u0009", "sk-share-a2": "u0010", "sk-share-b2": "u0011"}
+ALICE, BOB, IDEM, LIMITED, GHOST, LOGS, SPELLED, LOST, *SHARING = KEYS
 MESSAGE = "camping gear under $100"
 CHAT = {"model": "fusionrec", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -746,23 +747,24 @@ def user_turns(home: Path, user: str, session_id: str) -> list[int]:
 def test_a_session_id_used_by_another_user_is_a_new_conversation_of_ones_own(sec_app, path):
     url, home = sec_app
     sid = "ticket-42" if path.endswith("completions") else "shared-ticket-7"
+    first, second = SHARING[:2] if path.endswith("completions") else SHARING[2:]  # own rate-limit buckets
 
     def send(key: str, message: str) -> httpx.Response:
         body = ({**CHAT, "user": sid, "messages": [{"role": "user", "content": message}]}
                 if path.endswith("completions") else {"message": message, "session_id": sid})
         return call("POST", url + path, key, json=body)
 
-    assert send(ALICE, "tents").status_code == 200
-    assert send(ALICE, "not the first one").status_code == 200
-    r = send(BOB, "tents")
+    assert send(first, "tents").status_code == 200
+    assert send(first, "not the first one").status_code == 200
+    r = send(second, "tents")
     assert r.status_code == 200, r.text
     text = r.text.lower()
     assert "another account" not in text and "belongs" not in text
-    fresh = call("POST", url + "/v1/recommend", BOB, json={"message": "tents", "session_id": f"{sid}-fresh"})
+    fresh = call("POST", url + "/v1/recommend", second, json={"message": "tents", "session_id": f"{sid}-fresh"})
     answer = r.json()["fusionrec"]["items"] if path.endswith("completions") else r.json()["items"]
     # nothing of Alice's conversation (her rejection, her list) shapes Bob's answer
     assert [i["item_id"] for i in answer] == ids(fresh.json())
-    assert (user_turns(home, "u0001", sid), user_turns(home, "u0002", sid)) == ([1, 2], [1])
+    assert (user_turns(home, KEYS[first], sid), user_turns(home, KEYS[second], sid)) == ([1, 2], [1])
 
 
 def test_concurrent_turns_on_one_session_keep_every_rejection(agent_off):
