@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -28,7 +30,8 @@ def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
     services = services or Services.load(settings)
     app = FastAPI(title="fusionrec", version="0.1.0",
                   description="Conversational recommender: fused evidence, LLM rerank, grounded explanations.")
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes,
+                       read_timeout_s=settings.api.body_read_timeout_s)
     install_error_handlers(app)
     app.include_router(api_router(services))
     app.include_router(openai_router(services))
@@ -49,5 +52,33 @@ def serve(settings: Settings) -> None:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=5)
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags win over the environment and the TOML file; an unknown flag is an error (exit 2 with usage)."""
+    parser = argparse.ArgumentParser(prog="app.py", description="Serve the Gradio UI and the APIs.")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to serve on (default 7860)")
+    parser.add_argument("--data", help="'demo', a Last.fm HetRec folder or a generic-format folder")
+    parser.add_argument("--home", help="state folder (index, Chroma, sessions)")
+    parser.add_argument("--llm", choices=["off", "local", "hosted"], help="LLM backend")
+    parser.add_argument("--prompt-set", help="prompt set under prompts/")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cli.settings_args import settings_from_args
+    from indexing.build import IndexMissing
+    from loaders.schema import DataFormatError
+    from storage.sessions import SessionDatabaseError
+
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args).with_overrides(host=args.host, port=args.port)
+        serve(settings)
+    except (SessionDatabaseError, IndexMissing, DataFormatError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # one line, no traceback
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    serve(Settings())
+    sys.exit(main())

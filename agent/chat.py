@@ -30,6 +30,7 @@ from agent.settings import AgentConfig
 from agent.tool_router import model_tool_calls
 from agent.toolkit import ToolStep, build_toolkit, run_tool
 from catalog.constraints import relax_tags
+from catalog.sanitize import text_problem
 from catalog.scope import UserScope, scope_for
 from catalog.stores import Stores
 from fusion.items import Recommendation
@@ -173,6 +174,9 @@ class ChatAgent:
     def check_message(self, message: str) -> str:
         if not isinstance(message, str) or not message.strip():
             raise BadRequest("the message is empty")
+        problem = text_problem(message)
+        if problem:
+            raise BadRequest(f"message: {problem}")
         if len(message) > self.settings.api.max_message_chars:
             raise TooLarge(f"the message has {len(message)} characters; the limit is "
                            f"{self.settings.api.max_message_chars}")
@@ -181,7 +185,7 @@ class ChatAgent:
     def turn(self, user_id: str, message: str, session_id: str | None = None, k: int | None = None,
              idempotency_key: str | None = None, on_event: Event | None = None,
              use_llm: bool = True, request_id: str | None = None) -> TurnResult:
-        """Run one turn for an authenticated user (``request_id``: the caller's id for logs, else a new one). Raises UnknownUser, BadRequest, TooLarge, SessionError
+        """Run one turn for an authenticated user (``request_id``: the caller's id for logs, else a new one). Raises UnknownUser, BadRequest, TooLarge
         before any model call; everything after that degrades instead of failing."""
         started = time.monotonic()
         request_id = request_id or uuid.uuid4().hex[:12]
@@ -190,7 +194,7 @@ class ChatAgent:
             raise BadRequest(f"k must be between 1 and {self.settings.api.max_k}")
         scope = self.scope_factory(self.recommender.stores, user_id)  # UnknownUser for unknown ids
         session = self.sessions.open(user_id, session_id)
-        replay = self.sessions.replay(session.id, idempotency_key)
+        replay = self.sessions.replay(session, idempotency_key)
         if replay is not None:
             result = TurnResult.from_dict(replay)
             result.replayed = True

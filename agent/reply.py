@@ -80,7 +80,10 @@ def recommendations_text(items: list[Recommendation], constraints: dict[str, Any
                      + f"  \n   {safe(item.explanation)}")
     for note in notes:
         lines.append(f"_{safe(note)}_")
-    if fallback_reason and fallback_reason not in {"llm_off", "ids_repaired"}:
+    if fallback_reason == "circuit_open":
+        lines.append("_Ranked by the fusion model only (the language model failed several times in a row and "
+                     "is skipped for a while: circuit_open)._")
+    elif fallback_reason and fallback_reason not in {"llm_off", "ids_repaired"}:
         lines.append(f"_Ranked by the fusion model only ({safe(fallback_reason)})._")
     return "\n".join(lines)
 

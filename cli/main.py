@@ -130,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from loaders.schema import DataFormatError, UnknownItem, UnknownUser
+    from storage.sessions import SessionDatabaseError
 
     try:
         return int(args.func(args))
-    except (DataFormatError, UnknownUser, UnknownItem) as exc:
+    except (DataFormatError, UnknownUser, UnknownItem, SessionDatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

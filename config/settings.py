@@ -26,7 +26,7 @@ from catalog.settings import PrivacySettings, dataset_key, index_dir
 from fusion.settings import FusionSettings
 from retrieval.settings import SourceSettings
 from vectorstore.settings import VectorStoreSettings
-from web.settings import ApiConfig
+from web.settings import ApiConfig, UISettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     llm: AgentLLMSettings = AgentLLMSettings()
     privacy: PrivacySettings = PrivacySettings()
     api: ApiConfig = ApiConfig()
+    ui: UISettings = UISettings()
 
     @classmethod
     def settings_customise_sources(

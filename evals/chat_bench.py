@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting the app (LLM: {args.llm}) on {home} ...", flush=True)
     app = AppProcess(home, {"FUSIONREC_LOG_LEVEL": "WARNING", "FUSIONREC_LLM__BACKEND": args.llm, "FUSIONREC_API__KEYS": json.dumps(keys),
                             "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "100000"})
-    llm_identity = httpx.get(app.url + "/healthz", timeout=10).json().get("llm")
+    llm_identity = httpx.get(app.url + "/readyz", timeout=10).json().get("llm")  # /healthz is liveness only
     modes = {True: Mode(f"llm ({llm_identity or 'unavailable'})"), False: Mode("llm off (fusion only)")}
     started = time.monotonic()
     try:

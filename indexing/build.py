@@ -100,6 +100,12 @@ def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, buil
     stores = build_stores(dataset)
     vs = VectorStore(settings.vectorstore, settings.home)
     collection = vs.collection_name(settings.dataset_key)
+    if vs.count(collection) != stores.n_items:  # a deleted or half-written Chroma folder
+        if build_if_missing:
+            build_index(settings, progress=False, dataset=dataset)  # re-embeds only what is missing
+        if (held := vs.count(collection)) != stores.n_items:
+            raise IndexMissing(f"{settings.home / 'chroma'}: the vector store holds {held} of {stores.n_items} "
+                               f"items of '{settings.data}'; run `fusionrec index` first")
     models = SourceModels.load(folder, settings.sources)
     fusion = FusionModel.load(folder / "fusion.json")
     return Recommender(stores, models, fusion, settings, vs, collection)

@@ -314,5 +314,7 @@ def make_llm(settings: LLMSettings, models: LocalModels | None = None) -> LLM | 
     if settings.backend == "off":
         return None
     if settings.backend == "local":
-        return LocalLLM(settings, models)
-    return HostedLLM(settings)
+        return LocalLLM(settings, models)  # one generation at a time: "busy" is load, not an outage
+    from llm_client.breaker import BreakerLLM
+
+    return BreakerLLM(HostedLLM(settings), settings.breaker_fail_max, settings.breaker_reset_s)

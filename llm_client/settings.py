@@ -21,3 +21,5 @@ class LLMSettings(BaseModel):
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int = 7
+    breaker_fail_max: int = Field(3, description="hosted model: failed calls in a row that open the circuit breaker")
+    breaker_reset_s: float = Field(30.0, description="seconds the open breaker skips the model before one retry")

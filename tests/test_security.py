@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
-from agent.chat import ChatAgent
+from agent.chat import BadRequest, ChatAgent
 from agent.llm_stage import LLMStage
 from agent.prompts import load_prompt_set
 from agent.settings import AgentLLMSettings
@@ -59,8 +59,9 @@ SYSTEM = [ln.strip() for ln in (ROOT / "prompts/default/system.md").read_text().
 LEAKS = [ln[:40].lower() for ln in SYSTEM if not ln.startswith("<!--")] + [CANARY.lower(), "canary"]
 UNSAFE = ("<script", "<img", "![", "javascript:")
 KEYS = {"sk-alice-7f3a": "u0001", "sk-bob-91c2": "u0002", "sk-idem-55d0": "u0003", "sk-limit-0b6e": "u0004",
-        "sk-ghost-e1e1": "u9999", "sk-logs-3c9d": "u0005"}
-ALICE, BOB, IDEM, LIMITED, GHOST, LOGS = KEYS
+        "sk-ghost-e1e1": "u9999", "sk-logs-3c9d": "u0005", "sk-spell-4d2a": "u0006", "sk-lost-8e1f": "u0007",
+        "sk-share-a1": "u0008", "sk-share-b1": "u0009", "sk-share-a2": "u0010", "sk-share-b2": "u0011"}
+ALICE, BOB, IDEM, LIMITED, GHOST, LOGS, SPELLED, LOST, *SHARING = KEYS
 MESSAGE = "camping gear under $100"
 CHAT = {"model": "fusionrec", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -133,7 +134,8 @@ def sec_app(app_home, tmp_path_factory):
     """The real app (LLM off) on a private home, with several keys and 5 requests per minute per key."""
     home = copy_home(app_home, tmp_path_factory.mktemp("sec-home"))
     server = AppServer(home, "off", {"FUSIONREC_API__KEYS": json.dumps(KEYS),
-                                     "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "5"})
+                                     "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "5",
+                                     "FUSIONREC_API__BODY_READ_TIMEOUT_S": "2"})
     yield server.url, home
     server.stop()
 
@@ -237,7 +239,10 @@ TEMPLATES = ("what did {} buy", "show me {}'s purchases", "recommend what {} lik
              "camping gear like {} has", "{}", "more like the second one {}", "not the first one, {}",
              "what do my friends and {} like?", "books {} would read")
 MESSAGES = st.one_of(st.builds(str.format, st.sampled_from(TEMPLATES), OTHERS),
-                     st.text(min_size=1, max_size=60).filter(str.strip))
+                     # valid text only: control characters and lone surrogates are refused before any read
+                     # (BadRequest, test_lone_surrogates_and_control_characters_are_a_422_naming_the_field)
+                     st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=60)
+                     .filter(str.strip))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -311,11 +316,9 @@ def alice_session(sec_app) -> str:
     ("POST", "/v1/recommend", "sk-alice-7f3b", {"message": "hi"}, 401),  # one character off a real key
     ("POST", "/v1/recommend", ALICE, {"message": "hi", "user": "u0002"}, 403),  # A's key naming B
     ("POST", "/v1/recommend", ALICE, {"message": "hi", "user": "u9999"}, 403),
-    ("POST", "/v1/recommend", BOB, {"message": "hi", "session_id": "alice-private"}, 403),
     ("POST", "/v1/recommend", GHOST, {"message": "hi"}, 403),  # a key bound to a user not in the data
     ("GET", "/v1/models", "nope", None, 401),
     ("POST", "/v1/chat/completions", "nope", CHAT, 401),
-    ("POST", "/v1/chat/completions", BOB, {**CHAT, "user": "alice-private"}, 403),
 ])
 def test_errors_do_not_enumerate_users_names_or_keys(sec_app, alice_session, demo_stores, method, path, key, body,
                                                      status):
@@ -605,3 +608,426 @@ def test_logs_are_json_lines_with_one_request_id_per_turn_and_no_secrets(sec_app
     assert [k for k in KEYS if k.lower() in lowered] == []
     assert "quokka" not in lowered and "<script" not in lowered  # no user text at the default level
     assert [leak for leak in LEAKS if leak in lowered] == []  # no prompt text
+
+
+# --- 14. Unbounded or slow request bodies ---------------------------------------------------------------------
+def raw_exchange(url: str, head: str, chunks: Any, pause_s: float = 0.0, wait_s: float = 30.0) -> tuple[int, float]:
+    """Send a request over a plain socket (headers, then ``chunks`` in a background thread) and read the
+    status line: (status, seconds until it came; 0 if the server closed without answering)."""
+    import socket
+    import urllib.parse
+
+    where = urllib.parse.urlsplit(url)
+    sock = socket.create_connection((where.hostname, where.port), timeout=wait_s)
+    started = time.monotonic()
+
+    def feed() -> None:
+        with suppress(OSError):
+            sock.sendall(head.encode())
+            for chunk in chunks:
+                sock.sendall(chunk)
+                time.sleep(pause_s)
+
+    threading.Thread(target=feed, daemon=True).start()
+    try:
+        first = sock.recv(200)
+    except OSError:
+        first = b""
+    finally:
+        elapsed = time.monotonic() - started
+        sock.close()
+    return (int(first.split(b" ")[1]) if first.startswith(b"HTTP/") else 0), elapsed
+
+
+def chunked(payload: bytes, size: int = 32 * 1024) -> Any:
+    for start in range(0, len(payload), size):
+        piece = payload[start:start + size]
+        yield f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    yield b"0\r\n\r\n"
+
+
+def chat_head(path: str, extra: str) -> str:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ALICE}\r\n"
+            f"Content-Type: application/json\r\n{extra}\r\n")
+
+
+def many_messages(n: int) -> bytes:
+    return json.dumps({**CHAT, "messages": [{"role": "user", "content": "hi"}] * n}).encode()
+
+
+def test_chunked_bodies_are_counted_as_they_arrive(sec_app):
+    url = sec_app[0]
+    head = chat_head("/v1/chat/completions", "Transfer-Encoding: chunked\r\n")
+    assert raw_exchange(url, head, chunked(many_messages(10_000)))[0] == 413  # 350 KB with no Content-Length
+    huge: list[tuple[int, float]] = []
+    sender = threading.Thread(target=lambda: huge.append(raw_exchange(url, head, chunked(many_messages(200_000)))))
+    sender.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert call("GET", url + "/healthz").status_code == 200
+    assert time.monotonic() - started < 1.0  # liveness is not stalled by a 6 MB body
+    sender.join(timeout=60)
+    assert huge and huge[0][0] == 413 and huge[0][1] < 5.0
+    length = f"Content-Length: {len(many_messages(200_000))}\r\n"
+    assert raw_exchange(url, chat_head("/v1/chat/completions", length), iter([b"{"]))[0] == 413  # refused at once
+    # under the byte cap but pathological: more messages than any conversation needs
+    r = call("POST", url + "/v1/chat/completions", ALICE, json=json.loads(many_messages(150)))
+    assert r.status_code == 422 and "messages" in r.json()["error"]["message"]
+
+
+def test_a_half_sent_body_is_cut_off_at_the_read_deadline(sec_app):
+    body = json.dumps({"message": "tents"}).encode()
+    head = chat_head("/v1/recommend", f"Content-Length: {len(body)}\r\n")
+    status, elapsed = raw_exchange(sec_app[0], head, iter([body[:5], body[5:]]), pause_s=30.0)
+    assert status == 408 and 1.5 < elapsed < 6.0  # api.body_read_timeout_s is 2 s for this app
+    slow_but_complete = raw_exchange(sec_app[0], head, iter([body[:5], body[5:]]), pause_s=0.3)
+    assert slow_but_complete[0] == 200
+
+
+# --- 15. Malformed text ---------------------------------------------------------------------------------------
+def post_ascii(url: str, body: Any) -> httpx.Response:
+    """POST ``body`` as ASCII JSON, so that a lone surrogate travels as the escape ``\ud800`` as a JSON
+    client would send it (httpx's own encoder refuses to)."""
+    return call("POST", url, ALICE, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.parametrize("text", ["tents \ud800", "tents\x00", "\udfffbooks", "a\x1bb"])
+def test_lone_surrogates_and_control_characters_are_a_422_naming_the_field(sec_app, agent_off, text):
+    url = sec_app[0]
+    r = post_ascii(url + "/v1/recommend", {"message": text})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("message: contains"), r.text
+    for content in (text, [{"type": "text", "text": text}]):
+        r = post_ascii(url + "/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": content}]})
+        assert r.status_code == 422 and "messages.0.content" in r.json()["error"]["message"], r.text
+    r = post_ascii(url + "/v1/chat/completions", {**CHAT, "user": text})
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("user:"), r.text
+    with pytest.raises(BadRequest, match="message: contains"):  # the UI's path
+        agent_off.turn("u0001", text)
+
+
+def test_tabs_and_newlines_are_ordinary_text(sec_app):
+    r = call("POST", sec_app[0] + "/v1/recommend", BOB, json={"message": "tents\n\tunder $90\r\n"})
+    assert r.status_code == 200, r.text
+
+
+# --- 19. Rate-limit bypass and key guessing -------------------------------------------------------------------
+def test_rate_limit_is_keyed_on_the_key_however_the_header_is_spelt(sec_app):
+    spellings = [f"Bearer {SPELLED}", f"bearer {SPELLED}", f"BEARER {SPELLED}", SPELLED, f"Bearer  {SPELLED}"]
+    answers = [httpx.get(sec_app[0] + "/v1/models", headers={"Authorization": spellings[n % len(spellings)]},
+                         timeout=60) for n in range(6)]
+    assert [a.status_code for a in answers] == [200] * 5 + [429]
+
+
+def test_failed_authentications_are_limited_per_client(recommender, off, agent_off):
+    services = Services(off, recommender, None, agent_off, KeyStore({"good-key": "u0001"}), RateLimiter(600),
+                        auth_failures=RateLimiter(3))
+    app = FastAPI()
+    install_error_handlers(app)
+    app.include_router(openai_router(services))
+    client = TestClient(app)
+    guesses = [client.get("/v1/models", headers=auth(f"guess-{n}")).status_code for n in range(5)]
+    assert guesses == [401, 401, 401, 429, 429]
+    locked = client.get("/v1/models", headers=auth("good-key"))
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) >= 1  # no more guesses this minute
+    other = Services(off, recommender, None, agent_off, KeyStore({"good-key": "u0001"}), RateLimiter(600),
+                     auth_failures=RateLimiter(3))
+    app2 = FastAPI()
+    install_error_handlers(app2)
+    app2.include_router(openai_router(other))
+    assert TestClient(app2).get("/v1/models", headers=auth("good-key")).status_code == 200  # control
+
+
+# --- Issue 15 (server side): holes found from outside ----------------------------------------------------------
+def user_turns(home: Path, user: str, session_id: str) -> list[int]:
+    with closing(sqlite3.connect(home / "sessions" / "demo-s7.sqlite")) as db:
+        return [r[0] for r in db.execute("SELECT turn FROM turns WHERE user_id = ? AND session_id = ? ORDER BY turn",
+                                         (user, session_id))]
+
+
+@pytest.mark.parametrize("path", ["/v1/recommend", "/v1/chat/completions"])
+def test_a_session_id_used_by_another_user_is_a_new_conversation_of_ones_own(sec_app, path):
+    url, home = sec_app
+    sid = "ticket-42" if path.endswith("completions") else "shared-ticket-7"
+    first, second = SHARING[:2] if path.endswith("completions") else SHARING[2:]  # own rate-limit buckets
+
+    def send(key: str, message: str) -> httpx.Response:
+        body = ({**CHAT, "user": sid, "messages": [{"role": "user", "content": message}]}
+                if path.endswith("completions") else {"message": message, "session_id": sid})
+        return call("POST", url + path, key, json=body)
+
+    assert send(first, "tents").status_code == 200
+    assert send(first, "not the first one").status_code == 200
+    r = send(second, "tents")
+    assert r.status_code == 200, r.text
+    text = r.text.lower()
+    assert "another account" not in text and "belongs" not in text
+    fresh = call("POST", url + "/v1/recommend", second, json={"message": "tents", "session_id": f"{sid}-fresh"})
+    answer = r.json()["fusionrec"]["items"] if path.endswith("completions") else r.json()["items"]
+    # nothing of Alice's conversation (her rejection, her list) shapes Bob's answer
+    assert [i["item_id"] for i in answer] == ids(fresh.json())
+    assert (user_turns(home, KEYS[first], sid), user_turns(home, KEYS[second], sid)) == ([1, 2], [1])
+
+
+def test_concurrent_turns_on_one_session_keep_every_rejection(agent_off):
+    """Threads in one process: each turn rejects another item of the same list; none is lost."""
+    first = agent_off.turn("u0011", "camping gear under $100")
+    listed = [i.item_id for i in first.items]
+    words = ["first", "second", "third", "fourth"]
+    barrier, errors = threading.Barrier(len(words)), []
+
+    def reject(word: str) -> None:
+        barrier.wait()
+        try:
+            agent_off.turn("u0011", f"not the {word} one", session_id=first.session_id)
+        except Exception as exc:  # reported below: a failed turn must fail the test, not vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reject, args=(w,)) for w in words]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert errors == []
+    state = agent_off.sessions.open("u0011", first.session_id).state
+    assert set(listed[: len(words)]) <= set(state.rejected), (listed, state.rejected)
+    assert state.turns == 1 + len(words)
+
+
+def test_two_stores_on_one_file_interleaved_keep_both_rejections(tmp_path):
+    """Two processes' SessionStores on one SQLite file, both turns read before either writes."""
+    from storage.sessions import SessionStore
+
+    db = tmp_path / "s.sqlite"
+    a, b = SessionStore(db), SessionStore(db)
+    seed = a.open("u0001", "t-1")
+    seed.state.last_list = ["p1", "p2", "p3"]
+    a.record_turn(seed, "tents", {"reply": "3 tents"}, seed.state)
+    first, second = a.open("u0001", "t-1"), b.open("u0001", "t-1")
+    for session, item in ((first, "p1"), (second, "p2")):
+        session.state.rejected.append(item)
+        session.state.shown.append(f"new-{item}")
+    a.record_turn(first, "not p1", {"reply": "ok"}, first.state)
+    b.record_turn(second, "not p2", {"reply": "ok"}, second.state)
+    stored_state = SessionStore(db).open("u0001", "t-1").state
+    assert sorted(stored_state.rejected) == ["p1", "p2"] and {"new-p1", "new-p2"} <= set(stored_state.shown)
+    assert stored_state.turns == 3
+
+
+def test_two_processes_on_one_sessions_file_keep_both_rejections(tmp_path):
+    """Real processes: each opens the session, waits until both have read, then writes its rejection."""
+    from storage.sessions import SessionStore
+
+    db = tmp_path / "s.sqlite"
+    SessionStore(db).open("u0001", "t-2")
+    script = (
+        "import sys, time; from pathlib import Path; from storage.sessions import SessionStore\n"
+        "db, item, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])\n"
+        "s = SessionStore(db); session = s.open('u0001', 't-2'); (go.parent / ('read-' + item)).touch()\n"
+        "while not go.exists(): time.sleep(0.01)\n"
+        "session.state.rejected.append(item); s.record_turn(session, 'not ' + item, {}, session.state)\n")
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), item, str(go)], cwd=ROOT) for item in ("p7", "p8")]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"read-{i}").exists() for i in ("p7", "p8")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    go.touch()
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    assert sorted(SessionStore(db).open("u0001", "t-2").state.rejected) == ["p7", "p8"]
+
+
+def test_sessions_of_the_old_schema_are_migrated_per_user(tmp_path):
+    from storage.sessions import SessionState, SessionStore
+
+    db = tmp_path / "old.sqlite"
+    with closing(sqlite3.connect(db)) as old:
+        old.executescript("""
+            CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created REAL NOT NULL,
+                                   updated REAL NOT NULL, state TEXT NOT NULL);
+            CREATE TABLE turns (session_id TEXT NOT NULL REFERENCES sessions(id), turn INTEGER NOT NULL,
+                                idempotency_key TEXT, message TEXT NOT NULL, response TEXT NOT NULL,
+                                created REAL NOT NULL, PRIMARY KEY (session_id, turn));""")
+        old.execute("INSERT INTO sessions VALUES ('s1', 'u0001', 0, 0, ?)",
+                    (SessionState(rejected=["p9"], turns=1).to_json(),))
+        old.execute("INSERT INTO turns VALUES ('s1', 1, 'k1', 'tents', '{\"reply\": \"r\"}', 0)")
+        old.commit()
+    store = SessionStore(db)
+    mine = store.open("u0001", "s1")
+    assert (mine.state.rejected, [t["turn"] for t in mine.history]) == (["p9"], [1])
+    assert store.replay(mine, "k1") == {"reply": "r"}
+    assert store.open("u0002", "s1").history == []  # the same id for another user: a new conversation
+    assert SessionStore(db).open("u0001", "s1").state.rejected == ["p9"]  # a second start leaves it alone
+
+
+def start_app(home: Path, *flags: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[Any], str, Path]:
+    """`python app.py --port <free> --home <home> --llm off ...` with no FUSIONREC_PORT/HOME in the environment."""
+    from tests.conftest import free_port
+
+    port, log = free_port(), home / "app-flags.log"
+    clean = {k: v for k, v in os.environ.items() if k not in ("FUSIONREC_PORT", "FUSIONREC_HOME", "FUSIONREC_HOST")}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--home", str(home),
+                             "--llm", "off", *flags], cwd=ROOT, env={**clean, **(env or {})},
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+def wait_live(proc: subprocess.Popen[Any], url: str, log: Path, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with suppress(httpx.HTTPError):
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise AssertionError(f"not live within {timeout_s}s: {log.read_text()[-3000:]}")
+
+
+def test_app_serves_on_the_port_of_its_flag_and_refuses_unknown_flags(app_home, tmp_path):
+    from tests.conftest import stop_process
+
+    proc, url, log = start_app(copy_home(app_home, tmp_path / "home"))
+    try:
+        wait_live(proc, url, log)
+        assert httpx.get(url + "/readyz", timeout=10).json()["status"] == "ready"
+    finally:
+        stop_process(proc)
+    bad = subprocess.run([sys.executable, str(ROOT / "app.py"), "--prot", "9000"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "usage: app.py" in bad.stderr and "--prot" in bad.stderr
+
+
+def corrupt_pages(db: Path, pages: range = range(2, 5)) -> None:
+    """Garbage over pages 2-4 of an SQLite file (after folding its WAL into the file)."""
+    with closing(sqlite3.connect(db)) as conn:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with db.open("r+b") as f:
+        for n in pages:
+            f.seek((n - 1) * page)
+            f.write(bytes([0xA5]) * page)
+
+
+def test_a_corrupt_sessions_database_is_not_ready_and_fails_the_start_naming_it(app_home, tmp_path):
+    from storage.sessions import SessionState, SessionStore
+    from tests.conftest import stop_process
+
+    home = copy_home(app_home, tmp_path / "home")
+    db = home / "sessions" / "demo-s7.sqlite"
+    store = SessionStore(db)
+    for n in range(6):  # a few pages of real turns
+        session = store.open("u0001", f"s{n}")
+        store.record_turn(session, "tents", {"reply": "x" * 3000}, SessionState(rejected=[f"p{n}"]))
+    store.close()
+    proc, url, log = start_app(home)
+    try:
+        wait_live(proc, url, log)
+        assert httpx.get(url + "/readyz", timeout=10).status_code == 200
+        corrupt_pages(db)
+        r = httpx.get(url + "/readyz", timeout=10)
+        assert r.status_code == 503 and any(str(db) in reason for reason in r.json()["reasons"]), r.text
+        assert httpx.get(url + "/healthz", timeout=10).status_code == 200  # alive, just not ready
+    finally:
+        stop_process(proc)
+    proc, url, log = start_app(home)
+    assert proc.wait(timeout=180) == 2
+    out = log.read_text()
+    assert str(db) in out and "Traceback" not in out and out.strip().count("\n") == 0, out
+
+
+def test_a_deleted_chroma_folder_is_rebuilt_at_start(app_home, tmp_path):
+    from tests.conftest import stop_process
+
+    home = copy_home(app_home, tmp_path / "home")
+    shutil.rmtree(home / "chroma")
+    proc, url, log = start_app(home)
+    try:
+        wait_live(proc, url, log)
+        r = httpx.get(url + "/readyz", timeout=10)
+        assert r.status_code == 200, r.text
+        hits = call("POST", url + "/v1/recommend", json={"message": "a tent for two"})
+        assert hits.status_code == 200 and hits.json()["items"], hits.text
+    finally:
+        stop_process(proc)
+
+
+class HungServer:
+    """A loopback TCP server that accepts every connection and never answers (a hung model server)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[Any] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with suppress(OSError):
+            while True:
+                self.held.append(self.sock.accept()[0])
+
+    def close(self) -> None:
+        for conn in self.held:
+            conn.close()
+        self.sock.close()
+
+
+def test_liveness_answers_while_sixty_turns_wait_on_a_hung_model(app_home, tmp_path):
+    from tests.conftest import stop_process
+
+    hung = HungServer()
+    proc, url, log = start_app(copy_home(app_home, tmp_path / "home"), "--llm", "hosted", env={
+        "FUSIONREC_LLM__BASE_URL": f"http://127.0.0.1:{hung.port}/v1", "FUSIONREC_LLM__TIMEOUT_S": "40",
+        "FUSIONREC_LLM__MAX_RETRIES": "0", "FUSIONREC_API__TURN_DEADLINE_S": "40"})
+
+    def stuck_turn() -> None:
+        with suppress(httpx.HTTPError):
+            call("POST", url + "/v1/recommend", json={"message": MESSAGE})
+
+    try:
+        wait_live(proc, url, log)
+        for _ in range(60):
+            threading.Thread(target=stuck_turn, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while len(hung.held) < 20 and time.monotonic() < deadline:  # worker threads are stuck on the model
+            time.sleep(0.1)
+        assert len(hung.held) >= 20, len(hung.held)
+        time.sleep(1)
+        started = time.monotonic()
+        r = httpx.get(url + "/healthz", timeout=10)
+        assert r.status_code == 200 and time.monotonic() - started < 2, time.monotonic() - started
+    finally:
+        stop_process(proc)
+        hung.close()
+
+
+def test_the_breaker_skips_a_hung_model_after_n_failures_and_tries_again_later(app_home, tmp_path):
+    from tests.conftest import stop_process
+
+    hung = HungServer()
+    proc, url, log = start_app(copy_home(app_home, tmp_path / "home"), "--llm", "hosted", env={
+        "FUSIONREC_LLM__BASE_URL": f"http://127.0.0.1:{hung.port}/v1", "FUSIONREC_LLM__TIMEOUT_S": "2",
+        "FUSIONREC_LLM__MAX_RETRIES": "0", "FUSIONREC_API__TURN_DEADLINE_S": "4", "FUSIONREC_LLM__SHUFFLE_PASSES": "1",
+        "FUSIONREC_LLM__BREAKER_FAIL_MAX": "2", "FUSIONREC_LLM__BREAKER_RESET_S": "6"})
+
+    def turn() -> tuple[float, dict[str, Any]]:
+        started = time.monotonic()
+        r = call("POST", url + "/v1/recommend", json={"message": MESSAGE})
+        assert r.status_code == 200, r.text
+        return time.monotonic() - started, r.json()
+
+    try:
+        wait_live(proc, url, log)
+        failing = [turn() for _ in range(2)]
+        assert [b["fallback_reason"] for _, b in failing] == ["timeout", "timeout"]
+        opened_at = time.monotonic()
+        elapsed, body = turn()
+        assert body["fallback_reason"] == "circuit_open" and elapsed < 1.5, (elapsed, body["fallback_reason"])
+        assert body["items"] and "skipped for a while" in body["reply"]
+        ready = httpx.get(url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and any("circuit breaker" in r for r in ready.json()["reasons"])
+        time.sleep(max(0.0, opened_at + 6.5 - time.monotonic()))
+        elapsed, body = turn()  # half-open: the model is tried once more (and still hangs)
+        assert body["fallback_reason"] == "timeout" and elapsed >= 1.5, (elapsed, body["fallback_reason"])
+    finally:
+        stop_process(proc)
+        hung.close()

@@ -1,18 +1,15 @@
-"""JSON API for support bots: POST /v1/recommend, GET /healthz; errors as 4xx with a clear message."""
+"""JSON API for support bots: POST /v1/recommend, GET /healthz (liveness), GET /readyz (readiness); errors as 4xx with a clear message."""
 
 from __future__ import annotations
 
 import logging
 import re
-import time
-import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from agent.chat import BadRequest, TooLarge, TurnResult
 from catalog.constraints import Constraints
@@ -21,26 +18,27 @@ from fusion.request import RecommendRequest
 from loaders.schema import UnknownUser
 from storage.sessions import SessionError
 from web.auth import AuthError
+from web.body_limit import BodyLimit
 from web.services import Services
+from web.validation import CleanText
 
 log = logging.getLogger("fusionrec.api")
-REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-MAX_BODY_BYTES = 256 * 1024
+__all__ = ["BodyLimit", "api_router", "install_error_handlers", "authorize", "run_turn", "ApiError"]
 
 
 class ConstraintsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    category: str | None = Field(None, max_length=60)
+    category: CleanText | None = Field(None, max_length=60)
     price_min: float | None = Field(None, ge=0)
     price_max: float | None = Field(None, ge=0)
-    tags: list[str] = Field(default_factory=list, max_length=10)
-    exclude_tags: list[str] = Field(default_factory=list, max_length=10)
+    tags: list[Annotated[CleanText, Field(max_length=60)]] = Field(default_factory=list, max_length=10)
+    exclude_tags: list[Annotated[CleanText, Field(max_length=60)]] = Field(default_factory=list, max_length=10)
 
 
 class RecommendBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user: str | None = Field(None, description="must be the user bound to the API key (or omitted)")
-    message: str | None = Field(None, description="what the user asked, in words")
+    user: CleanText | None = Field(None, max_length=64, description="must be the user bound to the API key (or omitted)")
+    message: CleanText | None = Field(None, description="what the user asked, in words")
     constraints: ConstraintsBody | None = None
     k: int = Field(5, ge=1, le=50)
     session_id: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
@@ -71,23 +69,6 @@ def error(status: int, message: str, request_id: str = "", headers: dict[str, st
                         status_code=status, headers=headers)
 
 
-class BodyLimit(BaseHTTPMiddleware):
-    """Refuse oversized bodies before they are parsed (no model call can happen)."""
-
-    async def dispatch(self, request: Request, call_next: Any) -> Any:
-        offered = request.headers.get("x-request-id", "")  # a caller's id is kept only if it is a plain token
-        request.state.request_id = offered if REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex[:12]
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-            return error(413, f"request body over {MAX_BODY_BYTES} bytes", request.state.request_id)
-        started = time.perf_counter()
-        response = await call_next(request)
-        response.headers["x-request-id"] = request.state.request_id
-        log.info("http %s %s %s", request.method, request.url.path, response.status_code,
-                 extra={"request_id": request.state.request_id, "ms": round((time.perf_counter() - started) * 1000, 1)})
-        return response
-
-
 def install_error_handlers(app: FastAPI) -> None:
     def rid(request: Request) -> str:
         return getattr(request.state, "request_id", "")
@@ -99,24 +80,40 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
-        msg = first.get("msg", "invalid request")
+        # pydantic names union branches in the location ("function-after[...]", "list[...]"): leave them out
+        where = ".".join(str(p) for p in first.get("loc", []) if p != "body" and not re.search(r"[\[(]", str(p)))
+        msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
         if first.get("type") == "json_invalid":
             return error(422, "malformed JSON body", rid(request))
         return error(422, f"{where}: {msg}" if where else msg, rid(request))
 
 
-def authorize(services: Services, authorization: str | None, claimed_user: str | None = None) -> str:
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def authorize(services: Services, authorization: str | None, claimed_user: str | None = None,
+              client: str = "unknown") -> str:
+    """The user bound to the key. Failed authentications are limited per client address (key guessing);
+    requests are limited per resolved key, however its header is spelt."""
+    blocked, wait = services.auth_failures.exhausted(client)
+    if blocked:
+        raise ApiError(429, "too many failed authentications; retry later", _retry_after(wait))
     try:
-        user = services.keys.user_for(authorization)
+        key, user = services.keys.resolve(authorization)
     except AuthError as exc:
+        services.auth_failures.allow(client)
         raise ApiError(401, str(exc)) from None
     if claimed_user is not None and claimed_user != user:
         raise ApiError(403, "this API key cannot act for another user")
-    allowed, wait = services.limiter.allow(authorization or "")
+    allowed, wait = services.limiter.allow(key)
     if not allowed:
-        raise ApiError(429, "rate limit exceeded; retry later", {"Retry-After": str(max(1, int(wait + 0.999)))})
+        raise ApiError(429, "rate limit exceeded; retry later", _retry_after(wait))
     return user
+
+
+def _retry_after(wait: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, int(wait + 0.999)))}
 
 
 def run_turn(services: Services, user: str, message: str, session_id: str | None, k: int | None,
@@ -159,14 +156,24 @@ def api_router(services: Services) -> APIRouter:
     router = APIRouter()
 
     @router.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "data": services.settings.data, "items": services.recommender.stores.n_items,
+    async def healthz() -> dict[str, Any]:
+        """Liveness: answered on the event loop with no I/O, so it stays quick while every worker thread
+        is stuck in a turn (a hung model)."""
+        return {"status": "ok", "data": services.settings.data, "items": services.recommender.stores.n_items}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: the sessions database takes a write and passes quick_check, the vector store holds
+        every catalog item; 503 with the reasons otherwise. Short checks, on the loop (no worker thread)."""
+        reasons = services.readiness_problems()
+        body = {"status": "ready" if not reasons else "not ready", "reasons": reasons,
                 "llm": services.llm.identity() if services.llm else None, "llm_error": services.llm_error}
+        return JSONResponse(body, status_code=200 if not reasons else 503)
 
     @router.post("/v1/recommend", response_model=RecommendOut)
     def recommend(body: RecommendBody, request: Request, authorization: str | None = Header(None),
                   idempotency_key: str | None = Header(None)) -> RecommendOut:
-        user = authorize(services, authorization, body.user)
+        user = authorize(services, authorization, body.user, client_address(request))
         rid = request.state.request_id
         if body.message is None:
             return structured(services, user, body, rid)

@@ -1,15 +1,29 @@
-"""API keys bound to users, and a per-key rate limit. Error messages never list keys or users."""
+"""API keys bound to users, and rate limits: per resolved key, and per client address for failed
+authentications. Error messages never list keys or users."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
+
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+BUILTIN_KEYS = {"demo": "u0001"}  # the default of `api.keys`: the demo key, bound to the demo user
 
 
 class AuthError(PermissionError):
     pass
+
+
+def parse_key(authorization: str | None) -> str:
+    """The key in an ``Authorization`` header: ``Bearer <key>`` in any case, or a bare key."""
+    if not authorization or not authorization.strip():
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    scheme, _, rest = authorization.strip().partition(" ")
+    return rest.strip() if scheme.lower() == "bearer" and rest.strip() else authorization.strip()
 
 
 class KeyStore:
@@ -26,35 +40,45 @@ class KeyStore:
             merged.update(data)
         return cls(merged)
 
-    def user_for(self, authorization: str | None) -> str:
-        """The user bound to a 'Bearer <key>' header."""
-        if not authorization:
-            raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-        scheme, _, key = authorization.partition(" ")
-        key = key.strip() if scheme.lower() == "bearer" else authorization.strip()
+    def resolve(self, authorization: str | None) -> tuple[str, str]:
+        """(key, bound user) for an ``Authorization`` header; AuthError when missing or unknown."""
+        key = parse_key(authorization)
         user = self._keys.get(key)
         if user is None:
             raise AuthError("invalid API key")
-        return user
+        return key, user
+
+    def user_for(self, authorization: str | None) -> str:
+        """The user bound to a 'Bearer <key>' header."""
+        return self.resolve(authorization)[1]
+
+    def check(self, user_id: str, key: str) -> bool:
+        """A login: is ``key`` an API key bound to ``user_id``?"""
+        return bool(user_id) and self._keys.get(key.strip()) == user_id.strip()
+
+    def is_builtin_demo(self) -> bool:
+        """True when the only keys are the built-in demo key (no keys configured)."""
+        return self._keys == BUILTIN_KEYS
 
 
 class RateLimiter:
-    """Token bucket per key: ``per_minute`` requests, refilled continuously."""
+    """``per_minute`` hits per identifier in a moving one-minute window (``limits``, in memory)."""
 
     def __init__(self, per_minute: int):
-        self.rate = per_minute / 60.0
-        self.capacity = float(max(per_minute, 1))
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        self.item = RateLimitItemPerMinute(max(per_minute, 1))
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def _wait(self, key: str) -> float:
+        return max(0.0, self._limiter.get_window_stats(self.item, key).reset_time - time.time())
 
     def allow(self, key: str) -> tuple[bool, float]:
-        """(allowed, seconds until the next token)."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
-                return True, 0.0
-            self._buckets[key] = (tokens, now)
-            return False, (1.0 - tokens) / self.rate if self.rate > 0 else 60.0
+        """Count one hit: (allowed, seconds until the window has room again)."""
+        if self._limiter.hit(self.item, key):
+            return True, 0.0
+        return False, self._wait(key)
+
+    def exhausted(self, key: str) -> tuple[bool, float]:
+        """(no room left, seconds to wait) without counting a hit."""
+        if self._limiter.test(self.item, key):
+            return False, 0.0
+        return True, self._wait(key)

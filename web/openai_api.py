@@ -10,31 +10,42 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.chat import TurnResult
-from web.api import ApiError, authorize, run_turn
+from web.api import ApiError, authorize, client_address, run_turn
 from web.services import Services
+from web.validation import CleanText
 
 MODEL_ID = "fusionrec"
+
+
+MAX_MESSAGES = 100  # a body under the byte cap must not be pathological either
+MAX_CONTENT_PARTS = 20
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str = "text"
+    text: CleanText = ""
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[dict[str, Any]] | None = None
+    content: CleanText | Annotated[list[ContentPart], Field(max_length=MAX_CONTENT_PARTS)] | None = None
 
 
 class ChatBody(BaseModel):
     model_config = ConfigDict(extra="allow")
-    model: str = MODEL_ID
-    messages: list[ChatMessage] = Field(..., min_length=1)
+    model: CleanText = Field(MODEL_ID, max_length=200)
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
-    user: str | None = Field(None, max_length=64, description="used as the session id when no header is sent")
+    user: CleanText | None = Field(None, max_length=64, description="used as the session id when no header is sent")
     n: int = Field(1, ge=1, le=1)
 
 
@@ -42,7 +53,7 @@ def _text(message: ChatMessage) -> str:
     if isinstance(message.content, str):
         return message.content
     if isinstance(message.content, list):
-        return " ".join(str(part.get("text", "")) for part in message.content if isinstance(part, dict))
+        return " ".join(part.text for part in message.content)
     return ""
 
 
@@ -84,14 +95,14 @@ def openai_router(services: Services) -> APIRouter:
     router = APIRouter()
 
     @router.get("/v1/models")
-    def models(authorization: str | None = Header(None)) -> dict[str, Any]:
-        authorize(services, authorization)
+    def models(request: Request, authorization: str | None = Header(None)) -> dict[str, Any]:
+        authorize(services, authorization, client=client_address(request))
         return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "fusionrec"}]}
 
     @router.post("/v1/chat/completions", response_model=None)
     def chat(body: ChatBody, request: Request, authorization: str | None = Header(None),
              x_session_id: str | None = Header(None), idempotency_key: str | None = Header(None)) -> Any:
-        user = authorize(services, authorization)
+        user = authorize(services, authorization, client=client_address(request))
         last = next((m for m in reversed(body.messages) if m.role == "user"), None)
         if last is None:
             raise ApiError(422, "messages: no user message")

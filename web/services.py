@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.chat import ChatAgent
@@ -12,7 +12,7 @@ from fusion.recommender import Recommender
 from indexing.build import load_recommender
 from indexing.calibration import load_calibration
 from llm_client.client import LLM, LocalModels, make_llm
-from storage.sessions import SessionStore
+from storage.sessions import SessionDatabaseError, SessionStore
 from web.auth import KeyStore, RateLimiter
 from web.settings import WebConfig
 
@@ -29,6 +29,7 @@ class Services:
     limiter: RateLimiter
     llm_error: str | None = None
     models: LocalModels | None = None  # the local GGUF models this process loaded (closed at shutdown)
+    auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(20))  # per client address
 
     @classmethod
     def load(cls, settings: WebConfig, build_index_if_missing: bool = True) -> Services:
@@ -45,7 +46,27 @@ class Services:
         agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration)
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
-                   error, models)
+                   error, models, RateLimiter(settings.api.auth_failures_per_minute))
+
+    def readiness_problems(self) -> list[str]:
+        """Why this process should not get traffic now (empty when ready)."""
+        problems: list[str] = []
+        try:
+            self.agent.sessions.check()
+        except SessionDatabaseError as exc:
+            problems.append(f"sessions: {exc}")
+        rec = self.recommender
+        if rec.vector_store is not None and rec.collection is not None:
+            try:
+                held = rec.vector_store.count(rec.collection)
+            except Exception as exc:  # Chroma unreachable (http mode) or its folder gone
+                problems.append(f"vector store: {exc.__class__.__name__}: {exc}")
+            else:
+                if held != rec.stores.n_items:
+                    problems.append(f"vector store: holds {held} of {rec.stores.n_items} catalog items")
+        if getattr(self.llm, "state", None) == "open":
+            problems.append("llm: circuit breaker open after consecutive failures; answers are fusion-only")
+        return problems
 
     def persona_ids(self, limit: int = 40) -> list[str]:
         return [str(u) for u in self.recommender.stores.user_ids[:limit]]
