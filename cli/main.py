@@ -33,6 +33,10 @@ def cmd_index(args: argparse.Namespace) -> int:
                         else f"{kind}; weight per standard deviation of each feature:"))
     for name, weight in report.fusion.weight_table():
         print(f"  {name:24s} {weight:+.3f}")
+    print(f"flagged: {len(report.flagged)} items whose text holds instruction-like sentences (kept out of the "
+          "embedded text and prompts, quoted as flagged data in answers)")
+    for item_id, title in report.flagged:
+        print(f"  {item_id}  {title!r}")
     return 0
 
 

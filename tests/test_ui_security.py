@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import AppServer
+from tests.conftest import ROOT, AppServer
 
 KEY_A, USER_A = "ui-key-a-3f9c1d", "u0003"
 KEY_B, USER_B = "ui-key-b-88e2aa", "u0004"
@@ -120,3 +120,67 @@ def test_keys_configured_with_demo_personas_on_refuses_to_start(app_home):
     with pytest.raises(RuntimeError, match="ui.demo_personas is on while API keys are configured"):
         AppServer(app_home, llm="off", extra_env={"FUSIONREC_API__KEYS": json.dumps({KEY_A: USER_A}),
                                                   "FUSIONREC_UI__DEMO_PERSONAS": "true"})
+
+
+# --- catalog text with injected instructions (issue 15, item 8) ----------------------------------------------
+FLAG_NOTE = "[catalog text, flagged: may contain instructions] «"
+
+
+def injected(demo_dataset) -> dict[str, str]:
+    """Item id -> the injected sentence, found in the raw demo catalog (not through our flagging)."""
+    from loaders.demo import INJECTIONS
+
+    out = {}
+    for row in demo_dataset.catalog.itertuples():
+        for text in INJECTIONS:
+            if text in str(row.description):
+                out[str(row.item_id)] = text
+    return out
+
+
+def test_injected_catalog_text_is_flagged_when_loaded(demo_dataset, demo_stores):
+    hostile = injected(demo_dataset)
+    assert len(hostile) == 2
+    assert sorted(demo_stores.flagged_ids) == sorted(hostile) and demo_stores.n_flagged == 2
+    for item_id in hostile:
+        assert demo_stores.item(demo_stores.item_idx(item_id)).flags == ["instructions_in_text"]
+    clean = next(i for i in demo_stores.item_ids if str(i) not in hostile)
+    assert demo_stores.item(demo_stores.item_idx(str(clean))).flags == []
+
+
+def test_fusionrec_index_lists_the_flagged_items(demo_index, demo_settings, demo_dataset, demo_stores):
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(demo_settings.home), "index", "--quiet"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env={**os.environ, "FUSIONREC_HOME": str(demo_settings.home)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "flagged: 2 items" in out.stdout, out.stdout
+    for item_id in injected(demo_dataset):
+        title = demo_stores.titles[demo_stores.item_idx(item_id)]
+        assert any(item_id in line and title in line for line in out.stdout.splitlines()), out.stdout
+
+
+def test_healthz_counts_the_flagged_items(app_server):
+    assert httpx.get(app_server.url + "/healthz", timeout=30).json()["flagged_items"] == 2
+
+
+def test_item_details_quote_flagged_text_as_data(app_server, demo_dataset, demo_stores):
+    for item_id, sentence in injected(demo_dataset).items():
+        title = demo_stores.titles[demo_stores.item_idx(item_id)]
+        r = httpx.post(app_server.url + "/v1/recommend", headers={"Authorization": "Bearer demo"}, timeout=120,
+                       json={"message": f"tell me more about {title}", "use_llm": False})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["kind"] == "answer" and body["items"][0]["item_id"] == item_id, body["reply"]
+        assert body["items"][0]["flags"] == ["instructions_in_text"]
+        reply = body["reply"]
+        # the injected sentence (markdown-escaped) comes only inside the marked, delimited quote
+        start = reply.index(FLAG_NOTE) + len(FLAG_NOTE)
+        end = reply.index("» [end of catalog text]", start)
+        words = sentence.split()[:3]
+        assert all(w.strip(".;:") in reply[start:end] for w in words), reply
+        outside = reply[:start - len(FLAG_NOTE)] + reply[end:]
+        assert not any(w.strip(".;:") in outside for w in ("IGNORE", "SYSTEM")), reply

@@ -158,6 +158,7 @@ def api_router(services: Services) -> APIRouter:
     @router.get("/healthz")
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "data": services.settings.data, "items": services.recommender.stores.n_items,
+                "flagged_items": services.recommender.stores.n_flagged,
                 "llm": services.llm.identity() if services.llm else None, "llm_error": services.llm_error}
 
     @router.post("/v1/recommend", response_model=RecommendOut)
