@@ -25,8 +25,9 @@ def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
     import gradio as gr
 
     from promptlab.tab import LabServices, build_prompt_lab_tab
-    from web.ui import build_ui
+    from web.ui import LOGIN_MESSAGE, build_ui, login
 
+    demo = settings.ui.demo_mode(settings.api)  # ConfigError before anything is loaded
     services = services or Services.load(settings)
     app = FastAPI(title="fusionrec", version="0.1.0",
                   description="Conversational recommender: fused evidence, LLM rerank, grounded explanations.")
@@ -36,10 +37,12 @@ def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(api_router(services))
     app.include_router(openai_router(services))
     app.state.services = services
-    lab = LabServices(services.recommender, services.llm, settings, services.persona_ids(),
-                      services.llm_error)
-    ui = build_ui(services, tabs=[("Prompt lab", lambda: build_prompt_lab_tab(lab))])
-    return gr.mount_gradio_app(app, ui, path="/", run_history=False)
+    lab = LabServices(services.recommender, services.llm, settings,
+                      services.persona_ids(settings.ui.personas) if demo else [], services.llm_error, demo)
+    ui = build_ui(services, tabs=[("Prompt lab", lambda: build_prompt_lab_tab(lab))], demo=demo)
+    if demo:
+        return gr.mount_gradio_app(app, ui, path="/", run_history=False)
+    return gr.mount_gradio_app(app, ui, path="/", run_history=False, auth=login(services), auth_message=LOGIN_MESSAGE)
 
 
 def serve(settings: Settings) -> None:
@@ -69,12 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     from indexing.build import IndexMissing
     from loaders.schema import DataFormatError
     from storage.sessions import SessionDatabaseError
+    from web.settings import ConfigError
 
     args = parse_args(argv)
     try:
         settings = settings_from_args(args).with_overrides(host=args.host, port=args.port)
         serve(settings)
-    except (SessionDatabaseError, IndexMissing, DataFormatError) as exc:
+    except (SessionDatabaseError, IndexMissing, DataFormatError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # one line, no traceback
         return 2
     return 0

@@ -6,6 +6,7 @@ import html
 import re
 from typing import Any
 
+from catalog.sanitize import FLAG_INSTRUCTIONS, has_instructions
 from fusion.items import Recommendation
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
@@ -27,6 +28,25 @@ REFUSALS = {
 def safe(text: Any) -> str:
     """Catalog or user text made inert for markdown and HTML renderers (no links, images, tags, emphasis)."""
     return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
+FLAGGED = "catalog text, flagged: may contain instructions"
+
+
+def flagged_quote(text: Any) -> str:
+    """Flagged catalog text as quoted data: delimited and marked, so that neither a reader nor a caller's own
+    model takes it for part of the answer (or for an instruction)."""
+    return f"[{FLAGGED}] «{safe(text)}» [end of catalog text]"
+
+
+def is_flagged(record: dict[str, Any] | Recommendation) -> bool:
+    flags = record.get("flags", []) if isinstance(record, dict) else record.flags
+    return FLAG_INSTRUCTIONS in (flags or [])
+
+
+def title_text(title: Any, flagged: bool) -> str:
+    """An item's title in bold, or quoted as flagged data when it holds the instructions itself."""
+    return flagged_quote(title) if flagged and has_instructions(str(title)) else f"**{safe(title)}**"
 
 
 def money(price: float | None, currency: str) -> str:
@@ -76,8 +96,10 @@ def recommendations_text(items: list[Recommendation], constraints: dict[str, Any
     lines = [header + ":"]
     for item in items:
         price = money(item.price, currency)
-        lines.append(f"{item.rank}. **{safe(item.title)}**" + (f" — {safe(price)}" if price else "")
+        lines.append(f"{item.rank}. {title_text(item.title, is_flagged(item))}" + (f" — {safe(price)}" if price else "")
                      + f"  \n   {safe(item.explanation)}")
+        if is_flagged(item):
+            lines.append(f"   _[{FLAGGED}: its listing is shown as data, not as advice]_")
     for note in notes:
         lines.append(f"_{safe(note)}_")
     if fallback_reason == "circuit_open":
@@ -89,7 +111,8 @@ def recommendations_text(items: list[Recommendation], constraints: dict[str, Any
 
 
 def item_answer(question: str, record: dict[str, Any], explanation: str | None, currency: str) -> str:
-    title = safe(record["title"])
+    flagged = is_flagged(record)
+    title = title_text(record["title"], flagged).removeprefix("**").removesuffix("**")
     if question == "price":
         price = money(record.get("price"), currency)
         return f"**{title}** costs {safe(price)}." if price else f"**{title}** has no listed price."
@@ -99,5 +122,7 @@ def item_answer(question: str, record: dict[str, Any], explanation: str | None, 
         return f"**{title}** was not in your last list, so I have no reasons recorded for it."
     tags = ", ".join(record.get("tags", []))
     price = money(record.get("price"), currency)
+    description = record.get("description", "")
+    about = (flagged_quote(description) if flagged and description else safe(description))
     return (f"**{title}** — {safe(record.get('category', ''))}" + (f", {safe(price)}" if price else "")
-            + (f". Tags: {safe(tags)}" if tags else "") + f". {safe(record.get('description', ''))}")
+            + (f". Tags: {safe(tags)}" if tags else "") + f". {about}")

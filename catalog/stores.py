@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from catalog.items import Item
-from catalog.sanitize import strip_instructions
+from catalog.sanitize import FLAG_INSTRUCTIONS, flagged_items, strip_instructions
 from catalog.text import fold, spelling_key, stem, words
 from catalog.user_items import UserItems
 from loaders.schema import Dataset, UnknownItem, UnknownUser, split_tags
@@ -79,6 +79,16 @@ class Stores:
         self.tag_spellings = spellings
         self._title_words: dict[str, np.ndarray] | None = None
         self.user_items = UserItems.build(self.events, len(self.user_ids))  # per-user history, grouped once
+        # Flagged when loaded: text with instruction-like sentences is never embedded or prompted as such,
+        # and every face that shows it quotes it as flagged data.
+        self.flagged_ids: list[str] = flagged_items(self.item_ids.tolist(), self.titles, self.descriptions)
+        self.flagged = np.zeros(len(self.titles), bool)
+        self.flagged[[self.item_index[i] for i in self.flagged_ids]] = True
+
+    @property
+    def n_flagged(self) -> int:
+        """How many items carry catalog text flagged as instructions."""
+        return len(self.flagged_ids)
 
     def has_tag(self, tag: str) -> np.ndarray:
         """Boolean mask of the items carrying ``tag`` in any of its spellings ("synth-pop" = "synthpop" =
@@ -131,7 +141,8 @@ class Stores:
         return Item(item_id=str(self.item_ids[i]), title=self.titles[i], category=str(self.categories[i]),
                     brand=self.brands[i],
                     tags=list(self.tag_lists[i]), description=self.descriptions[i],
-                    price=None if np.isnan(price) else float(price), popularity=int(self.popularity[i]))
+                    price=None if np.isnan(price) else float(price), popularity=int(self.popularity[i]),
+                    flags=[FLAG_INSTRUCTIONS] if self.flagged[i] else [])
 
     def item_record(self, i: int) -> dict[str, object]:
         """The item as plain data (what the tools return to a model)."""

@@ -41,6 +41,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             print(f"  validation NDCG@10 on {selection['users']} users no learner saw: {figures}")
     else:
         print(f"served ranker: {report.fusion.served} (no validation users to choose on)")
+    print(f"flagged: {len(report.flagged)} items whose text holds instruction-like sentences (kept out of the "
+          "embedded text and prompts, quoted as flagged data in answers)")
+    for item_id, title in report.flagged:
+        print(f"  {item_id}  {title!r}")
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ class IndexReport:
     refit: bool
     seconds: float
     fusion: FusionModel
+    flagged: list[tuple[str, str]] = field(default_factory=list)  # (item id, title) with instruction-like text
 
 
 def item_texts(stores: Stores) -> list[str]:
@@ -81,7 +82,8 @@ def build_index(settings: IndexConfig, progress: bool = True, dataset: Dataset |
         fusion.save(folder / "fusion.json")
         previous.write_text(json.dumps(manifest, indent=2))
     return IndexReport(path=folder, vectors=vectors, refit=not up_to_date, seconds=time.perf_counter() - started,
-                       fusion=fusion)
+                       fusion=fusion,
+                       flagged=[(i, stores.titles[stores.item_idx(i)]) for i in stores.flagged_ids])
 
 
 def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, build_if_missing: bool = False) -> Recommender:

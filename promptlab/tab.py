@@ -1,7 +1,8 @@
 """The prompt-lab tab: one case (a starter case shipped with the package, or typed) run with two prompt sets side by side,
 each through its own ChatAgent on the shared recommender and LLM, with the fused context and raw output.
 
-The tab acts as whichever user is typed: mount it only in a UI meant for developers.
+The tab acts only as the logged-in user (``gr.Request.username``) or, in demo mode, as a demo persona; any
+other typed user id is refused before anything runs.
 """
 
 from __future__ import annotations
@@ -99,8 +100,18 @@ class LabServices:
     recommender: Recommender
     llm: LLM | None
     settings: LabConfig
-    personas: list[str]  # user ids offered in the tab
+    personas: list[str]  # demo personas the tab may act as (demo mode only)
     llm_error: str | None = None
+    demo: bool = False  # False: the tab acts only as the logged-in user
+
+    def acting_user(self, request: Any, typed: str) -> str | None:
+        """Who a run may act as: the logged-in user (typed empty or the same id), a typed demo persona in
+        demo mode, else None."""
+        typed = typed.strip()
+        if self.demo:
+            return typed if typed in self.personas else None
+        user = getattr(request, "username", None)
+        return str(user) if user and typed in ("", user) else None
 
 
 @dataclass
@@ -129,11 +140,19 @@ class LabTab:
             return run_case(agent, recorder, case, self.facts, leak_snippets(list(prompts.texts.values())))
 
     def compare(self, case_id: str, user: str, message: str, conversation: str, set_a: str,
-                set_b: str) -> tuple[str, str, str, str, str, str]:
-        if not user.strip() or not message.strip():
+                set_b: str, request: gr.Request) -> tuple[str, str, str, str, str, str]:
+        acting = self.services.acting_user(request, user)
+        if acting is None:
+            note = ("<p>The prompt lab runs only as a demo persona.</p>" if self.services.demo
+                    else "<p>The prompt lab runs only as yourself: leave the user id empty or type your own.</p>")
+            return note, "", "", note, "", ""
+        if not message.strip():
             note = "<p>Pick a case or type a user id and a message.</p>"
             return note, "", "", note, "", ""
-        case, checked = self.case_for(case_id, user, message, conversation)
+        case, checked = self.case_for(case_id, user if user.strip() else acting, message, conversation)
+        if case.user != acting:  # never run a case as anyone but the acting user
+            note = "<p>This case belongs to another user.</p>"
+            return note, "", "", note, "", ""
         out: list[str] = []
         for name in (set_a, set_b):
             run = self.run_one(case, name)
@@ -158,7 +177,8 @@ def build_prompt_lab_tab(services: LabServices) -> None:
                 + (f"\n\nCases could not be loaded: {error}" if error else ""))
     with gr.Row():
         case_id = gr.Dropdown([TYPED, *cases], value=TYPED, label="case (starter suite)")
-        user = gr.Textbox(label="user id", value=services.personas[0] if services.personas else "")
+        user = gr.Textbox(label="user id" if services.demo else "user id (yours; empty = you)",
+                          value=services.personas[0] if services.demo and services.personas else "")
     conversation = gr.Textbox(label="earlier messages (one per line, replayed first)", lines=2)
     message = gr.Textbox(label="message")
     with gr.Row():

@@ -159,7 +159,8 @@ def api_router(services: Services) -> APIRouter:
     async def healthz() -> dict[str, Any]:
         """Liveness: answered on the event loop with no I/O, so it stays quick while every worker thread
         is stuck in a turn (a hung model)."""
-        return {"status": "ok", "data": services.settings.data, "items": services.recommender.stores.n_items}
+        return {"status": "ok", "data": services.settings.data, "items": services.recommender.stores.n_items,
+                "flagged_items": services.recommender.stores.n_flagged}
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:

@@ -1,5 +1,8 @@
-"""The Gradio chat UI: persona picker, streamed turns with tool steps, recommendation cards, and the
-fused context / raw LLM output of the last turn for people iterating on prompts."""
+"""The Gradio chat UI: a login (user id + the API key bound to it) or, in demo mode only, a persona picker;
+streamed turns with tool steps, recommendation cards, and the fused context / raw LLM output of the last turn.
+
+Every handler acts as the user of the server-side session (``gr.Request.username`` after a login) or, in
+demo mode, as one of the demo personas; a user id sent by the client is never trusted beyond that."""
 
 from __future__ import annotations
 
@@ -34,10 +37,16 @@ from web.ui_render import (
 
 log = logging.getLogger("fusionrec.ui")
 DEFAULT_PERSONA = "u0001"
-PERSONAS = 40
 CHUNK_WORDS = 4
 CHUNK_PAUSE_S = 0.012
-USER_ERRORS = (BadRequest, TooLarge, UnknownUser, SessionError)
+LOGIN_MESSAGE = "Log in with your user id and the API key bound to it."
+
+
+class NotAllowed(PermissionError):
+    """The browser session may not act as the user it asked for."""
+
+
+USER_ERRORS = (BadRequest, TooLarge, UnknownUser, SessionError, NotAllowed)
 EXAMPLES = ["camping gear under $100", "cheaper", "not the first one", "more like the second one",
             "something my friends liked", "a sci-fi novel as a gift"]
 
@@ -98,20 +107,31 @@ def reply_chunks(text: str, words: int = CHUNK_WORDS) -> Iterator[str]:
 class ChatUI:
     """The event handlers, bound to the services (no module-level state)."""
 
-    def __init__(self, services: Services):
+    def __init__(self, services: Services, demo: bool):
         self.services = services
+        self.demo = demo  # persona picker, no login (only when no API keys are configured)
         self.stores = services.recommender.stores
         self.currency = self.stores.dataset.currency
+        self.personas = services.persona_ids(services.settings.ui.personas) if demo else []
 
-    # --- personas -------------------------------------------------------------------------------
+    # --- who acts -------------------------------------------------------------------------------
+    def acting_user(self, request: gr.Request | None, persona: str | None) -> str:
+        """The logged-in user (the client's persona value is ignored), or in demo mode a demo persona."""
+        if not self.demo:
+            user = getattr(request, "username", None)
+            if not user:
+                raise NotAllowed("log in first")
+            return str(user)
+        if persona not in self.personas:
+            raise NotAllowed("not a demo persona: pick a persona from the list")
+        return str(persona)
+
     def persona_choices(self) -> list[tuple[str, str]]:
         names = self.stores.user_names
-        return [(f"{uid} — {names[self.stores.user_idx(uid)]}", uid)
-                for uid in self.services.persona_ids(PERSONAS)]
+        return [(f"{uid} — {names[self.stores.user_idx(uid)]}", uid) for uid in self.personas]
 
     def default_persona(self) -> str:
-        ids = self.services.persona_ids(PERSONAS)
-        return DEFAULT_PERSONA if DEFAULT_PERSONA in ids else (ids[0] if ids else "")
+        return DEFAULT_PERSONA if DEFAULT_PERSONA in self.personas else (self.personas[0] if self.personas else "")
 
     def profile(self, user_id: str) -> str:
         try:
@@ -121,27 +141,47 @@ class ChatUI:
         return profile_html(user_id, profile.name, [asdict(h) for h in profile.history], profile.friends,
                             self.currency)
 
-    def select_persona(self, persona: str) -> tuple[Any, ...]:
-        """Log in as a demo persona: show the profile and start a new conversation."""
-        conv = Conversation(user_id=persona)
-        return self.profile(persona), [], NO_CARDS, {}, "", [], conv
+    def my_profile(self, request: gr.Request) -> str:
+        """The logged-in user's profile (shown when the page loads)."""
+        try:
+            return self.profile(self.acting_user(request, None))
+        except NotAllowed as exc:
+            return notice_html(str(exc))
 
-    def new_conversation(self, persona: str) -> tuple[Any, ...]:
-        conv = Conversation(user_id=persona)
-        return [], NO_CARDS, {}, "", [], conv
+    def select_persona(self, persona: str, request: gr.Request) -> tuple[Any, ...]:
+        """Demo mode: act as a demo persona; show the profile and start a new conversation."""
+        try:
+            user = self.acting_user(request, persona)
+        except NotAllowed as exc:
+            return notice_html(str(exc)), [], NO_CARDS, {}, "", [], Conversation(user_id="")
+        return self.profile(user), [], NO_CARDS, {}, "", [], Conversation(user_id=user)
+
+    def new_conversation(self, persona: str, request: gr.Request) -> tuple[Any, ...]:
+        try:
+            user = self.acting_user(request, persona)
+        except NotAllowed:
+            user = ""
+        return [], NO_CARDS, {}, "", [], Conversation(user_id=user)
 
     # --- one turn, streamed -------------------------------------------------------------------
-    def chat(self, message: str, persona: str, conv: Conversation | None) -> Iterator[tuple[Any, ...]]:
+    def chat(self, message: str, persona: str, conv: Conversation | None,
+             request: gr.Request) -> Iterator[tuple[Any, ...]]:
         """Outputs: chatbot, cards, turn info, context, raw LLM calls, conversation."""
         skip = gr.skip()
-        if conv is None or conv.user_id != persona:  # a persona switch always starts a new session
-            conv = Conversation(user_id=persona)
+        try:
+            user = self.acting_user(request, persona)
+        except NotAllowed as exc:
+            conv = Conversation(user_id="")
+            yield from self._failed(conv, exc)
+            return
+        if conv is None or conv.user_id != user:  # a persona switch always starts a new session
+            conv = Conversation(user_id=user)
         # the user's own words are shown as typed text, never as markup
         shown = [{"role": "user", "content": safe(message)}] if message and message.strip() else []
         conv = replace(conv, messages=[*conv.messages, *shown])
         yield conv.messages, skip, skip, skip, skip, conv
         pending: tuple[int, str] | None = None
-        for kind, payload in stream_turn(self.services, persona, message or "", conv.session_id):
+        for kind, payload in stream_turn(self.services, user, message or "", conv.session_id):
             if pending is not None:  # the previous status is over once anything else happens
                 conv.messages[pending[0]] = status_message(pending[1], done=True)
                 pending = None
@@ -193,9 +233,11 @@ class ChatUI:
         yield conv.messages, skip, skip, skip, skip, conv
 
 
-def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] = ()) -> gr.Blocks:
-    """The chat UI; each of ``tabs`` is (title, a function that builds the tab's controls), e.g. the prompt lab."""
-    handlers = ChatUI(services)
+def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] = (),
+             demo: bool = False) -> gr.Blocks:
+    """The chat UI; each of ``tabs`` is (title, a function that builds the tab's controls), e.g. the prompt lab.
+    ``demo``: a persona picker and no login; otherwise mount it with ``login(services)`` as its ``auth``."""
+    handlers = ChatUI(services, demo)
     persona = handlers.default_persona()
     with gr.Blocks(title="fusionrec", analytics_enabled=False) as ui:
         conv = gr.State(Conversation(user_id=persona))
@@ -204,9 +246,14 @@ def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] 
         with gr.Tab("Chat"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=260):
-                    picker = gr.Dropdown(handlers.persona_choices(), value=persona, label="Demo login: persona",
-                                         elem_id="persona", filterable=True)
-                    profile = gr.HTML(handlers.profile(persona), elem_id="profile", css_template=CARDS_CSS)
+                    # Without demo mode there is no picker, only a hidden placeholder for the same API: the
+                    # handlers act as the logged-in user and ignore its value.
+                    picker: gr.Dropdown | gr.Textbox = (
+                        gr.Dropdown(handlers.persona_choices(), value=persona, label="Demo login: persona",
+                                    elem_id="persona", filterable=True) if demo
+                        else gr.Textbox(value="", visible=False, elem_id="persona"))
+                    profile = gr.HTML(handlers.profile(persona) if demo else "", elem_id="profile",
+                                      css_template=CARDS_CSS)
                     new_chat = gr.Button("New conversation", variant="secondary", size="sm")
                 with gr.Column(scale=3):
                     chatbot = gr.Chatbot(label="Conversation", elem_id="chat", height=520, sanitize_html=True,
@@ -229,8 +276,11 @@ def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] 
             with gr.Tab(title):
                 build_tab()
 
-        picker.change(handlers.select_persona, inputs=picker,
-                      outputs=[profile, chatbot, cards, info, context, raw, conv], api_name="select_persona")
+        if demo:
+            picker.change(handlers.select_persona, inputs=picker,
+                          outputs=[profile, chatbot, cards, info, context, raw, conv], api_name="select_persona")
+        else:
+            ui.load(handlers.my_profile, outputs=profile, api_visibility="private")
         new_chat.click(handlers.new_conversation, inputs=picker, outputs=[chatbot, cards, info, context, raw, conv],
                        api_name="new_conversation")
         # The typed message moves to a hidden box and the visible one is locked while the turn streams (a
@@ -242,3 +292,8 @@ def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] 
             api_name="chat", show_progress="minimal").then(ready, outputs=box, queue=False, api_visibility="private")
     ui.queue(max_size=services.settings.api.gradio_queue_size, default_concurrency_limit=2)
     return ui
+
+
+def login(services: Services) -> Callable[[str, str], bool]:
+    """The UI's login check: the user id and an API key bound to it (the same keys as the APIs)."""
+    return services.keys.check
