@@ -132,6 +132,9 @@ class LLMStage:
         fused = self.recommender.recommend(replace(request, k=wide), scope=scope, wanted=request.k)
         timings = {"fusion_ms": fused.timings_ms.get("total_ms", 0.0)}
         policy = self.rerank_policy if weight is None else StepPolicy(weight > 0, f"weight {weight:g}")
+        if request.sort or request.source == "friends":
+            # An exact order (cheapest first, most friends first) is a fact about the catalog: no model may move it.
+            policy = StepPolicy(False, "the order asked for is exact" if request.sort else "most friends first is exact")
         weight = self.weight if weight is None else weight
         candidates = fused.items
         fusion_ids = [r.item_id for r in candidates]

@@ -58,6 +58,15 @@ def test_a_weight_above_zero_calls_the_rerank(agent_for, recommender):
     assert agent.llm_steps()["rerank"]["active"] and agent.llm_steps()["rerank"]["why"] == "calibrated weight 0.5"
 
 
+@pytest.mark.parametrize("message", ["the cheapest electronics item you have", "what's popular among my friends?"])
+def test_an_exact_order_is_never_reranked(agent_for, message):
+    """Cheapest first, most friends first: facts about the catalog that a model may not move."""
+    agent, llm = agent_for(Calibration(weight=0.5), shuffle_passes=1)
+    turn = agent.turn("u0001", message)
+    assert turn.items and "rerank" not in purposes(turn)
+    assert any(n.startswith("rerank skipped:") and "exact" in n for n in turn.notes)
+
+
 def explanations_for(agent: ChatAgent) -> str:
     fused = agent.turn("u0002", MESSAGE, use_llm=False).items
     return json.dumps({"explanations": [{"id": r.item_id, "text": "It fits."} for r in fused]})

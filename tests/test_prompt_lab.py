@@ -326,7 +326,7 @@ def test_cli_run_and_compare(off_settings, tmp_path, capsys):
 def services(off_settings, recommender):
     from promptlab.tab import LabServices
 
-    return LabServices(recommender, None, off_settings, [str(u) for u in recommender.stores.user_ids[:40]])
+    return LabServices(recommender, None, off_settings, [str(u) for u in recommender.stores.user_ids[:40]], demo=True)
 
 
 def test_tab_runs_a_case_with_two_prompt_sets(services):
@@ -339,13 +339,13 @@ def test_tab_runs_a_case_with_two_prompt_sets(services):
     cases, error = starter_cases()
     tab = LabTab(services, cases)
     user, message, history = tab.fill("refine-not-the-first")
-    a, ctx_a, raw_a, b, _, _ = tab.compare("refine-not-the-first", user, message, history, "default", "terse")
+    a, ctx_a, raw_a, b, _, _ = tab.compare("refine-not-the-first", user, message, history, "default", "terse", None)
     assert error is None and "expectations of case refine-not-the-first" in a and "✘" not in a
     assert "<h4>terse</h4>" in b and "Running Shoes" in a and "| score" in ctx_a and raw_a == "(no LLM call)"
-    typed, *_ = tab.compare("refine-not-the-first", user, "books", "", "default", "default")
+    typed, *_ = tab.compare("refine-not-the-first", user, "books", "", "default", "default", None)
     assert "checks that apply to every answer" in typed
-    unknown, *_ = tab.compare("(type your own)", "nobody", "books", "", "default", "terse")
-    assert "error" in unknown and "UnknownUser" in unknown
+    unknown, *_ = tab.compare("(type your own)", "nobody", "books", "", "default", "terse", None)
+    assert "runs only as a demo persona" in unknown  # demo mode: only the demo personas
     hostile = CaseRun("x", [], [TurnRecord("m", turn("p1", reply="<script>alert(1)</script> \\*bold\\*"))], [])
     page = answer_html("<i>A</i>", hostile, "checks")
     assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;i&gt;A&lt;/i&gt;" in page and "*bold*" in page

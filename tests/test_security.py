@@ -467,7 +467,9 @@ def outage_app(request, app_home):
     app = AppServer(app_home, "hosted", {"FUSIONREC_LLM__BASE_URL": f"http://127.0.0.1:{fake.server_port}/v1",
                                          "FUSIONREC_LLM__TIMEOUT_S": "4", "FUSIONREC_LLM__MAX_RETRIES": "1",
                                          "FUSIONREC_API__TURN_DEADLINE_S": "5", "FUSIONREC_LLM__TOOL_CHOICE": request.param,
-                                         "FUSIONREC_LLM__BLEND_WEIGHT": "0.5"})  # a weight above 0: the rerank is called
+                                         "FUSIONREC_LLM__BLEND_WEIGHT": "0.5",  # a weight above 0: the rerank is called
+                                         # every call reaches the faulty server (the breaker has its own test)
+                                         "FUSIONREC_LLM__BREAKER_FAIL_MAX": "1000"})
     yield app.url
     app.stop()
     fake.shutdown()
@@ -977,7 +979,8 @@ def test_liveness_answers_while_sixty_turns_wait_on_a_hung_model(app_home, tmp_p
     hung = HungServer()
     proc, url, log = start_app(copy_home(app_home, tmp_path / "home"), "--llm", "hosted", env={
         "FUSIONREC_LLM__BASE_URL": f"http://127.0.0.1:{hung.port}/v1", "FUSIONREC_LLM__TIMEOUT_S": "40",
-        "FUSIONREC_LLM__MAX_RETRIES": "0", "FUSIONREC_API__TURN_DEADLINE_S": "40"})
+        "FUSIONREC_LLM__MAX_RETRIES": "0", "FUSIONREC_API__TURN_DEADLINE_S": "40",
+        "FUSIONREC_LLM__BLEND_WEIGHT": "0.5", "FUSIONREC_LLM__BREAKER_FAIL_MAX": "1000"})  # every turn calls the model
 
     def stuck_turn() -> None:
         with suppress(httpx.HTTPError):
@@ -1007,7 +1010,8 @@ def test_the_breaker_skips_a_hung_model_after_n_failures_and_tries_again_later(a
     proc, url, log = start_app(copy_home(app_home, tmp_path / "home"), "--llm", "hosted", env={
         "FUSIONREC_LLM__BASE_URL": f"http://127.0.0.1:{hung.port}/v1", "FUSIONREC_LLM__TIMEOUT_S": "2",
         "FUSIONREC_LLM__MAX_RETRIES": "0", "FUSIONREC_API__TURN_DEADLINE_S": "4", "FUSIONREC_LLM__SHUFFLE_PASSES": "1",
-        "FUSIONREC_LLM__BREAKER_FAIL_MAX": "2", "FUSIONREC_LLM__BREAKER_RESET_S": "6"})
+        "FUSIONREC_LLM__BREAKER_FAIL_MAX": "2", "FUSIONREC_LLM__BREAKER_RESET_S": "6",
+        "FUSIONREC_LLM__BLEND_WEIGHT": "0.5"})  # a weight above 0: the rerank is called
 
     def turn() -> tuple[float, dict[str, Any]]:
         started = time.monotonic()
