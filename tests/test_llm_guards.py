@@ -179,3 +179,48 @@ def test_prompt_sets_fall_back_and_check_variables(tmp_path, demo_settings):
         load_prompt_set(tmp_path, "strict").render("rerank", k=3)
     with pytest.raises(PromptError):
         load_prompt_set(tmp_path, "missing")
+
+
+def test_breaker_opens_after_n_failures_and_lets_one_trial_through():
+    from llm_client.breaker import Breaker
+
+    now = [0.0]
+    breaker = Breaker(fail_max=2, reset_s=10, clock=lambda: now[0])
+    assert breaker.allow() and breaker.state == "closed"
+    breaker.failed()
+    assert breaker.allow()  # one failure: still closed
+    breaker.failed()
+    assert breaker.state == "open" and not breaker.allow()
+    now[0] = 10.0
+    assert breaker.state == "half-open" and breaker.allow() and not breaker.allow()  # one trial at a time
+    breaker.failed()
+    assert breaker.state == "open" and not breaker.allow()  # the trial failed: open again
+    now[0] = 20.0
+    assert breaker.allow()
+    breaker.succeeded()
+    assert breaker.state == "closed" and breaker.allow() and breaker.allow()
+
+
+def test_calls_through_the_breaker_run_concurrently():
+    """A hosted model serves many calls at once: the breaker must not make them wait for each other."""
+    import threading
+    import time
+
+    from llm_client.breaker import BreakerLLM
+    from llm_client.client import LLMResponse
+
+    class SlowScriptedLLM:  # a scripted fake model: each call sleeps 0.5 s
+        name = "slow-scripted"
+
+        def chat(self, messages, schema=None, max_tokens=None, deadline_s=None):
+            time.sleep(0.5)
+            return LLMResponse("{}", 1, 1, 500.0, self.name)
+
+    llm = BreakerLLM(SlowScriptedLLM(), fail_max=3, reset_s=30)
+    threads = [threading.Thread(target=llm.chat, args=([{"role": "user", "content": "hi"}],)) for _ in range(6)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - started < 1.5  # six 0.5 s calls side by side, not one after another (3 s)
