@@ -219,9 +219,10 @@ class IntentParser:
                     or word in PRICE_WORDS or word in {"price", "priced", "costly"} or len(word) < 3
                     or word in self.first_names):
                 continue
-            if stem(linked.corrected.get(pos, word)) in self.linker.attribute_words:
-                prefs.append(linked.corrected.get(pos, word))
-            elif stem(linked.corrected.get(pos, word)) in self.linker.text_words:
+            spelt = linked.corrected.get(pos, word)
+            if stem(spelt) in self.linker.attribute_words:
+                prefs.append(spelt)
+            elif stem(spelt) in self.linker.text_words:
                 continue  # a word of some title only: part of a name, not a wish
             elif len(word) > 3 and re.fullmatch(r"[a-z][a-z'-]*", word) and word not in intent.unknown_terms:
                 intent.unknown_terms.append(word)

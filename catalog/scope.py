@@ -54,8 +54,7 @@ class UserScope:
     def own_known(self) -> sp.csr_matrix:
         """The items the acting user has or knows (any interaction but browsing)."""
         self._record("known", [self.user])
-        known = self.stores.known if self.stores.known is not None else self.stores.positive
-        return known[self.user]
+        return self.stores.known[self.user]
 
     def own_last_seen(self) -> sp.csr_matrix:
         self._record("last_seen", [self.user])

@@ -41,7 +41,7 @@ class Stores:
     user_names: np.ndarray
     now: pd.Timestamp | None
     # users x items, 1 where the user has or knows the item: any interaction but browsing (Dataset.browse_kinds)
-    known: sp.csr_matrix | None = None
+    known: sp.csr_matrix
 
     @property
     def n_users(self) -> int:

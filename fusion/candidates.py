@@ -253,7 +253,12 @@ def build_pool(scope: UserScope, models: SourceModels, request: RecommendRequest
     # The pool an unfiltered request would have (what training pools are): the reference of the features
     # that compare a candidate with the rest of the pool.
     unseen = unseen_mask(scope, request)
-    base = np.unique(np.concatenate([top_n(v, unseen, base_per_source or per_source) for v in sources[:behavioural]]))
+    if key is None and request.source != "friends" and (base_per_source or per_source) == per_source \
+            and np.array_equal(allowed, unseen):
+        base = np.unique(np.concatenate(parts[:behavioural]))  # no filter: the pool itself (training's case)
+    else:
+        base = np.unique(np.concatenate([top_n(v, unseen, base_per_source or per_source)
+                                         for v in sources[:behavioural]]))
     return CandidatePool(
         items=items,
         sort_values=key[items] if key is not None else None,
