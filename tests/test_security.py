@@ -291,11 +291,12 @@ def test_counts_privacy_shows_no_friend_names(recommender, off, friends_of, tmp_
         llm = ScriptedLLM([])  # stands in for a model so the context gets rendered: only what it is sent matters
         agent, out = agent_for(rec, s, tmp_path / f"{detail}.sqlite", llm), []
         for user in ("u0001", "u0002", "u0042"):
-            t1 = agent.turn(user, "what did my friends buy")
-            t2 = agent.turn(user, "why the first one?", session_id=t1.session_id)
-            assert t1.items and t1.context
+            t1 = agent.turn(user, "recommend me something")  # a list the model may reorder: its context is rendered
+            t2 = agent.turn(user, "what did my friends buy", session_id=t1.session_id)  # exact order: no model
+            t3 = agent.turn(user, "why the first one?", session_id=t1.session_id)
+            assert t1.items and t1.context and t2.items
             names = {str(stores.user_names[stores.user_idx(f)]) for f in friends_of.get(user, set())}
-            out.append((names, json.dumps([t1.to_dict(), t2.to_dict(), llm.seen])))
+            out.append((names, json.dumps([t.to_dict() for t in (t1, t2, t3)] + [llm.seen])))
         return out
 
     assert any(n in blob for names, blob in turns("names") for n in names)  # control: the names mode shows them
