@@ -23,7 +23,8 @@ from web.services import Services
 from web.validation import CleanText
 
 log = logging.getLogger("fusionrec.api")
-__all__ = ["BodyLimit", "api_router", "install_error_handlers", "authorize", "run_turn", "ApiError"]
+__all__ = ["BodyLimit", "api_router", "install_error_handlers", "authorize", "authorize_writer", "authorize_operator", "run_turn",
+           "ApiError"]
 
 
 class ConstraintsBody(BaseModel):
@@ -110,6 +111,29 @@ def authorize(services: Services, authorization: str | None, claimed_user: str |
     if not allowed:
         raise ApiError(429, "rate limit exceeded; retry later", _retry_after(wait))
     return user
+
+
+def authorize_writer(services: Services, authorization: str | None, client: str = "unknown") -> str | None:
+    """The user a key may write events for, or None for an operator key (any user's events, the catalog).
+    Limited like ``authorize``."""
+    blocked, wait = services.auth_failures.exhausted(client)
+    if blocked:
+        raise ApiError(429, "too many failed authentications; retry later", _retry_after(wait))
+    try:
+        key, user = services.keys.resolve_writer(authorization)
+    except AuthError as exc:
+        services.auth_failures.allow(client)
+        raise ApiError(401, str(exc)) from None
+    allowed, wait = services.limiter.allow(key)
+    if not allowed:
+        raise ApiError(429, "rate limit exceeded; retry later", _retry_after(wait))
+    return user
+
+
+def authorize_operator(services: Services, authorization: str | None, client: str = "unknown") -> None:
+    """Only an operator key passes (401 for no or an unknown key, 403 for a user's key)."""
+    if authorize_writer(services, authorization, client) is not None:
+        raise ApiError(403, "this API key cannot change the catalog; an operator key is needed")
 
 
 def _retry_after(wait: float) -> dict[str, str]:

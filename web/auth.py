@@ -27,22 +27,38 @@ def parse_key(authorization: str | None) -> str:
 
 
 class KeyStore:
-    def __init__(self, keys: dict[str, str]):
+    def __init__(self, keys: dict[str, str], operator_keys: list[str] | tuple[str, ...] = ()):
         self._keys = dict(keys)
+        self._operators = frozenset(k.strip() for k in operator_keys if k.strip())
+        both = self._operators & set(self._keys)
+        if both:
+            raise ValueError("an operator key is also bound to a user; operator keys must be separate keys")
 
     @classmethod
-    def from_settings(cls, keys: dict[str, str], keys_file: Path | None) -> KeyStore:
+    def from_settings(cls, keys: dict[str, str], keys_file: Path | None,
+                      operator_keys: list[str] | tuple[str, ...] = ()) -> KeyStore:
         merged = dict(keys)
         if keys_file is not None:
             data = json.loads(Path(keys_file).read_text())
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
                 raise ValueError(f"{keys_file}: expected a JSON object mapping API key -> user id")
             merged.update(data)
-        return cls(merged)
+        return cls(merged, operator_keys)
 
     def resolve(self, authorization: str | None) -> tuple[str, str]:
         """(key, bound user) for an ``Authorization`` header; AuthError when missing or unknown."""
         key = parse_key(authorization)
+        user = self._keys.get(key)
+        if user is None:
+            raise AuthError("invalid API key")
+        return key, user
+
+    def resolve_writer(self, authorization: str | None) -> tuple[str, str | None]:
+        """(key, bound user) for a key that may write events; the user is None for an operator key (which may
+        write anyone's events and the catalog). AuthError when missing or unknown."""
+        key = parse_key(authorization)
+        if key in self._operators:
+            return key, None
         user = self._keys.get(key)
         if user is None:
             raise AuthError("invalid API key")

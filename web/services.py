@@ -44,7 +44,7 @@ class Services:
         sessions = SessionStore(settings.home / "sessions" / f"{settings.dataset_key}.sqlite")
         calibration = load_calibration(settings.index_dir, llm.identity()) if llm is not None else None
         agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration)
-        keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file)
+        keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file, settings.api.operator_keys)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
                    error, models, RateLimiter(settings.api.auth_failures_per_minute))
 

@@ -16,6 +16,8 @@ DEMO_KEYS = {"demo": "u0001"}
 class ApiSettings(BaseModel):
     keys_file: Path | None = None
     keys: dict[str, str] = Field(default_factory=lambda: dict(DEMO_KEYS))
+    operator_keys: list[str] = Field(
+        default_factory=list, description="keys that may write any user's events and the catalog (never a user's key)")
     rate_limit_per_minute: int = 120
     auth_failures_per_minute: int = Field(20, description="failed authentications per client address and minute")
     gradio_queue_size: int = 32
