@@ -45,32 +45,41 @@ class UserScope:
 
     def own_feedback(self) -> sp.csr_matrix:
         self._record("feedback", [self.user])
-        return self.stores.feedback[self.user]
+        live = self.stores.live.get(self.user)
+        return live.feedback if live else self.stores.feedback[self.user]
 
     def own_positive(self) -> sp.csr_matrix:
         self._record("positive", [self.user])
-        return self.stores.positive[self.user]
+        live = self.stores.live.get(self.user)
+        return live.positive if live else self.stores.positive[self.user]
 
     def own_known(self) -> sp.csr_matrix:
         """The items the acting user has or knows (any interaction but browsing)."""
         self._record("known", [self.user])
-        return self.stores.known[self.user]
+        live = self.stores.live.get(self.user)
+        return live.known if live else self.stores.known[self.user]
 
     def own_last_seen(self) -> sp.csr_matrix:
         self._record("last_seen", [self.user])
-        return self.stores.last_seen[self.user]
+        live = self.stores.live.get(self.user)
+        return live.last_seen if live else self.stores.last_seen[self.user]
 
     def own_items(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The acting user's (items, kinds bit masks, last event times), grouped when the stores were built."""
         self._record("events", [self.user])
-        index = self.stores.user_items
-        rows = index.rows(self.user)
+        live = self.stores.live.get(self.user)
+        index, user = (live.items, 0) if live else (self.stores.user_items, self.user)
+        rows = index.rows(user)
         return index.items[rows], index.kinds[rows], index.last[rows]
 
     def friends_positive(self) -> sp.csr_matrix:
         """Rows of the friends' positive matrix (only to be aggregated by tools)."""
         self._record("friends_positive", self.friends)
-        return self.stores.positive[self.friends]
+        live = self.stores.live
+        if not any(live.has(int(f)) for f in self.friends):
+            return self.stores.positive[self.friends]
+        return sp.vstack([r.positive if (r := live.get(int(f))) else self.stores.positive[int(f)]
+                          for f in self.friends], format="csr")
 
     def friend_names(self) -> list[str]:
         self._record("friend_names", self.friends)

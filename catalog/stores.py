@@ -13,6 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from catalog.items import Item
+from catalog.live import LiveEvents
 from catalog.sanitize import FLAG_INSTRUCTIONS, flagged_items, strip_instructions
 from catalog.text import fold, spelling_key, stem, words
 from catalog.user_items import UserItems
@@ -42,6 +43,8 @@ class Stores:
     now: pd.Timestamp | None
     # users x items, 1 where the user has or knows the item: any interaction but browsing (Dataset.browse_kinds)
     known: sp.csr_matrix
+    start: pd.Timestamp | None = None  # the data's earliest event time (last_seen counts days from it)
+    trend_half_life_days: float = 30.0
 
     @property
     def n_users(self) -> int:
@@ -78,12 +81,14 @@ class Stores:
             spellings.setdefault(spelling_key(tag), []).append(col)
         self.tag_spellings = spellings
         self._title_words: dict[str, np.ndarray] | None = None
-        self.user_items = UserItems.build(self.events, len(self.user_ids))  # per-user history, grouped once
+        # per-user history, grouped once; bits for every kind a live event may have
+        self.user_items = UserItems.build(self.events, len(self.user_ids), self.dataset.event_kinds())
         # Flagged when loaded: text with instruction-like sentences is never embedded or prompted as such,
         # and every face that shows it quotes it as flagged data.
         self.flagged_ids: list[str] = flagged_items(self.item_ids.tolist(), self.titles, self.descriptions)
         self.flagged = np.zeros(len(self.titles), bool)
         self.flagged[[self.item_index[i] for i in self.flagged_ids]] = True
+        self.live = LiveEvents(self)  # events after the snapshot (catalog/live.py)
 
     @property
     def n_flagged(self) -> int:
@@ -156,11 +161,23 @@ class Stores:
         return strip_instructions(". ".join(p for p in parts if p))
 
 
+def last_seen_days(stamps: pd.Series, start: pd.Timestamp | None) -> np.ndarray:
+    """Days from the data's start to each event, plus one (0 for an undated event: never "last seen")."""
+    if start is None:
+        return np.zeros(len(stamps))
+    return ((pd.to_datetime(stamps) - start).dt.total_seconds() / 86400.0).fillna(-1).to_numpy() + 1.0
+
+
+NO_STRENGTH = {"dislike": 0.0}  # kinds that never add feedback strength unless the data weights them
+
+
 def feedback_matrix(events: pd.DataFrame, n_users: int, n_items: int, kind_weights: dict[str, float]) -> sp.csr_matrix:
     """strength(u, i) = max over kinds of kind_weight * log1p(total weight of that kind)."""
     grouped = events.groupby(["u", "i", "kind"], observed=True)["weight"].sum().reset_index()
-    grouped["s"] = grouped["kind"].map(kind_weights).fillna(1.0).astype(float) * np.log1p(grouped["weight"].astype(float))
+    weights = grouped["kind"].map({**NO_STRENGTH, **kind_weights}).fillna(1.0).astype(float)
+    grouped["s"] = weights * np.log1p(grouped["weight"].astype(float))
     best = grouped.groupby(["u", "i"], observed=True)["s"].max().reset_index()
+    best = best[best["s"] > 0]  # a dislike alone is no feedback strength (the item is known, never offered)
     return sp.csr_matrix((best["s"].to_numpy(np.float32), (best["u"].to_numpy(), best["i"].to_numpy())),
                          shape=(n_users, n_items))
 
@@ -199,11 +216,12 @@ def build_stores(dataset: Dataset, trend_half_life_days: float = 30.0) -> Stores
         age = ((now - ts).dt.total_seconds() / 86400.0).fillna(np.inf).to_numpy()
         decay = np.where(is_pos, np.exp(-np.log(2) * age / trend_half_life_days), 0.0)
         trend = np.bincount(events["i"].to_numpy(), weights=decay, minlength=n_items)
-        day = ((ts - start).dt.total_seconds() / 86400.0).fillna(-1).to_numpy() + 1.0
+        day = last_seen_days(ts, start)
         last = events.assign(day=day).groupby(["u", "i"])["day"].max().reset_index()
         last = last[last["day"] > 0]
         last_seen = sp.csr_matrix((last["day"].to_numpy(np.float32), (last["u"], last["i"])), shape=(n_users, n_items))
     else:
+        start = None
         trend = popularity.astype(float)
         last_seen = sp.csr_matrix((n_users, n_items), dtype=np.float32)
 
@@ -227,5 +245,6 @@ def build_stores(dataset: Dataset, trend_half_life_days: float = 30.0) -> Stores
         catalog=catalog, events=events, feedback=feedback, positive=positive, friends=friends,
         popularity=popularity, trend=trend, last_seen=last_seen, tag_vocab=vocab, item_tags=item_tags,
         categories=catalog["category"].fillna("").astype(str).str.lower().to_numpy(),
-        prices=catalog["price"].to_numpy(dtype=float), user_names=names, now=now, known=known,
+        prices=catalog["price"].to_numpy(dtype=float), user_names=names, now=now, known=known, start=start,
+        trend_half_life_days=trend_half_life_days,
     )

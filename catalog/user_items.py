@@ -18,10 +18,17 @@ class UserItems:
     kind_names: tuple[str, ...]  # sorted
 
     @classmethod
-    def build(cls, events: pd.DataFrame, n_users: int) -> UserItems:
+    def build(cls, events: pd.DataFrame, n_users: int, kind_names: tuple[str, ...] | None = None) -> UserItems:
+        """``kind_names``: the kinds the bits stand for (default: the kinds in ``events``); must hold every
+        kind in ``events``."""
         users = events["u"].to_numpy(np.int64)
         items = events["i"].to_numpy(np.int64)
-        names, codes = np.unique(events["kind"].astype(str).to_numpy(), return_inverse=True)
+        kinds = events["kind"].astype(str).to_numpy()
+        if kind_names is None:
+            names, codes = np.unique(kinds, return_inverse=True)
+        else:
+            names = np.array(sorted(set(kind_names)), dtype=object)
+            codes = np.searchsorted(names.astype(str), kinds) if len(kinds) else np.zeros(0, np.int64)
         if len(names) > 63:
             raise ValueError(f"{len(names)} kinds of interaction; at most 63 are supported")
         stamps = pd.to_datetime(events["timestamp"]).to_numpy("datetime64[ns]").view(np.int64)  # NaT = min int64

@@ -21,11 +21,22 @@ def _settings(args: argparse.Namespace) -> Any:
     return settings_from_args(args)
 
 
+def _event_store(settings: Any) -> Any:
+    from storage.events import EventStore
+
+    return EventStore(settings.home / "sessions" / f"{settings.dataset_key}.sqlite")
+
+
 def cmd_index(args: argparse.Namespace) -> int:
-    from indexing.build import build_index
+    from indexing.build import build_index, refresh_index
 
     settings = _settings(args)
-    report = build_index(settings, progress=not args.quiet)
+    if args.refresh:
+        events = _event_store(settings)
+        report = refresh_index(settings, events, progress=not args.quiet)
+        print(f"refresh: folded {events.last_seq()} stored events into the data; swapped the index in atomically")
+    else:
+        report = build_index(settings, progress=not args.quiet)
     print(f"index: {report.path}  vectors: {report.vectors}  refit: {'yes' if report.refit else 'no (up to date)'}"
           f"  {report.seconds:.1f}s")
     kind = report.fusion.info.get("model", "logistic")
@@ -45,6 +56,21 @@ def cmd_index(args: argparse.Namespace) -> int:
           "embedded text and prompts, quoted as flagged data in answers)")
     for item_id, title in report.flagged:
         print(f"  {item_id}  {title!r}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    settings = _settings(args)
+    frame = _event_store(settings).interactions()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        frame.to_parquet(out, index=False)
+    else:
+        frame.to_csv(out, index=False)
+    print(f"events: wrote {len(frame)} events to {out}")
     return 0
 
 
@@ -108,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = add("index", cmd_index, "build or update the vector store, sources and fusion weights")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--refresh", action="store_true",
+                   help="fold the stored live events into the data and refit (safe while the app serves; for cron)")
+
+    p = add("events", cmd_events, "live behaviour events stored by POST /v1/events")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--out", required=True, help="file to write (.csv or .parquet): the generic interactions format")
 
     p = add("recommend", cmd_recommend, "ranked items with per-item evidence")
     p.add_argument("--user", required=True)

@@ -84,7 +84,7 @@ def compute_source_scores(scope: UserScope, models: SourceModels, query_vector: 
                                  + _norm(neighbours, neighbours))
         anchor = anchors
     return SourceScores(
-        cf=models.mf.score(scope.user),
+        cf=_cf_scores(scope, models),
         knn=models.knn.score(row),
         social_count=counts.astype(np.float32),
         social_weighted=weighted.astype(np.float32),
@@ -97,6 +97,16 @@ def compute_source_scores(scope: UserScope, models: SourceModels, query_vector: 
         anchor=anchor,
         registered={name: models.registered[name].score(row) for name in REGISTERED},
     )
+
+
+def _cf_scores(scope: UserScope, models: SourceModels) -> np.ndarray:
+    """ALS scores; a user with live events gets a factor folded in from the live feedback row (item factors
+    stay as fitted until the next refresh)."""
+    live = scope.stores.live
+    if not live.has(scope.user):
+        return models.mf.score(scope.user)
+    factor = live.cached(scope.user, "als", lambda rows: models.mf.fold_in(rows.feedback, scope.stores.feedback))
+    return models.mf.score_factor(factor)
 
 
 def _rank_feature(full: np.ndarray, items: np.ndarray, base: np.ndarray) -> np.ndarray:

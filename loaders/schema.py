@@ -110,6 +110,14 @@ class Dataset:
     # the user knows it, and it is never offered as new.
     browse_kinds: tuple[str, ...] = ("view", "click")
 
+    def event_kinds(self) -> tuple[str, ...]:
+        """The kinds of interaction this data accepts (in files and as live events): its own kinds, the
+        weighted, positive and browsing kinds, "rating", "like" (a thumbs up: the user knows the item) and
+        "dislike" (a thumbs down: known and not wanted; never offered again, no feedback strength)."""
+        own = self.interactions["kind"].dropna().astype(str).str.lower().unique().tolist() if len(self.interactions) else []
+        return tuple(sorted({*own, *self.kind_weights, *self.positive_kinds, *self.browse_kinds, "rating", "like",
+                             "dislike"}))
+
     def positive_mask(self, events: pd.DataFrame) -> np.ndarray:
         """Which rows of an events table (columns kind, weight) are positive: a positive kind, and for
         ratings, at least ``rating_threshold``. Training targets, eval targets and friends' signal use this."""

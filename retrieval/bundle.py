@@ -51,7 +51,8 @@ class SourceModels:
         mf = np.load(folder / "mf.npz")
         return cls(
             knn=ItemKNN(settings.knn_neighbours, settings.knn_shrink).load(sp.load_npz(folder / "knn.npz")),
-            mf=ALS(settings.mf_factors).load(mf["user"], mf["item"]),
+            mf=ALS(settings.mf_factors, settings.mf_regularization, settings.mf_alpha, settings.mf_iterations,
+                   settings.seed, settings.mf_weighting).load(mf["user"], mf["item"]),
             social=FriendsSignal(settings.social_similarity_weighted).load(sp.load_npz(folder / "friend_weights.npz")),
             content=ContentProfile(np.load(folder / "item_embeddings.npy")),
             registered={entry.name: entry.build(settings).load(folder / entry.file) for entry in REGISTRY},

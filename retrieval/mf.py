@@ -18,6 +18,8 @@ class ALS:
         self.seed = seed
         self.user_factors: np.ndarray | None = None
         self.item_factors: np.ndarray | None = None
+        self._solver = None  # an implicit model over the item factors, for fold-in
+        self._bm25: tuple[np.ndarray, float] | None = None  # (idf per item, mean row length) of the fitted matrix
 
     def fit(self, feedback: sp.csr_matrix) -> ALS:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -38,7 +40,38 @@ class ALS:
 
     def load(self, user_factors: np.ndarray, item_factors: np.ndarray) -> ALS:
         self.user_factors, self.item_factors = user_factors, item_factors
+        self._solver = None
         return self
+
+    def fold_in(self, user_row: sp.csr_matrix, fitted: sp.csr_matrix) -> np.ndarray:
+        """The user's factor recomputed from a new feedback row with the item factors held fixed (one
+        least-squares solve: implicit's ``recalculate_user``), weighted as at fit time; ``fitted`` is the matrix
+        the model was fit on (BM25 takes its item frequencies and mean row length from it)."""
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        assert self.item_factors is not None, "fit first"
+        row = user_row.tocsr().astype(np.float32)
+        if self.weighting == "bm25":
+            if self._bm25 is None:
+                n_users = fitted.shape[0]
+                df = np.bincount(fitted.indices, minlength=fitted.shape[1])
+                self._bm25 = np.log(n_users) - np.log1p(df), float(np.asarray(fitted.sum(axis=1)).mean())
+            idf, mean_length = self._bm25
+            k1, b = 100.0, 0.8  # as in fit
+            norm = (1.0 - b) + b * float(row.sum()) / max(mean_length, 1e-9)
+            row = row.copy()
+            row.data = (row.data * (k1 + 1.0) / (k1 * norm + row.data) * idf[row.indices]).astype(np.float32)
+        if self._solver is None:
+            solver = AlternatingLeastSquares(factors=self.item_factors.shape[1], regularization=self.regularization,
+                                             alpha=self.alpha, num_threads=1, random_state=self.seed)
+            solver.item_factors = self.item_factors
+            self._solver = solver
+        with threadpool_limits(1, "blas"):
+            return np.asarray(self._solver.recalculate_user(0, row), np.float32)
+
+    def score_factor(self, factor: np.ndarray) -> np.ndarray:
+        assert self.item_factors is not None, "fit first"
+        return self.item_factors @ factor
 
     def score(self, user: int) -> np.ndarray:
         assert self.user_factors is not None and self.item_factors is not None, "fit first"

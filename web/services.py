@@ -12,6 +12,7 @@ from fusion.recommender import Recommender
 from indexing.build import load_recommender
 from indexing.calibration import load_calibration
 from llm_client.client import LLM, LocalModels, make_llm
+from storage.events import EventStore
 from storage.sessions import SessionDatabaseError, SessionStore
 from web.auth import KeyStore, RateLimiter
 from web.settings import WebConfig
@@ -30,10 +31,14 @@ class Services:
     llm_error: str | None = None
     models: LocalModels | None = None  # the local GGUF models this process loaded (closed at shutdown)
     auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(20))  # per client address
+    events: EventStore | None = None  # live behaviour events, in the sessions database
 
     @classmethod
     def load(cls, settings: WebConfig, build_index_if_missing: bool = True) -> Services:
-        recommender = load_recommender(settings, build_if_missing=build_index_if_missing)
+        database = settings.home / "sessions" / f"{settings.dataset_key}.sqlite"
+        sessions = SessionStore(database)  # first: it names a damaged file before anything else reads it
+        events = EventStore(database)
+        recommender = load_recommender(settings, build_if_missing=build_index_if_missing, events=events)
         llm, error, models = None, None, LocalModels()
         try:
             llm = make_llm(settings.llm, models)
@@ -41,12 +46,11 @@ class Services:
             error = f"{exc.__class__.__name__}: {exc}"
             log.warning("LLM unavailable, serving fusion-only answers: %s", error)
         prompts = load_prompt_set(settings.prompts_dir, settings.prompt_set)
-        sessions = SessionStore(settings.home / "sessions" / f"{settings.dataset_key}.sqlite")
         calibration = load_calibration(settings.index_dir, llm.identity()) if llm is not None else None
         agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration)
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file, settings.api.operator_keys)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
-                   error, models, RateLimiter(settings.api.auth_failures_per_minute))
+                   error, models, RateLimiter(settings.api.auth_failures_per_minute), events)
 
     def readiness_problems(self) -> list[str]:
         """Why this process should not get traffic now (empty when ready)."""
