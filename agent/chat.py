@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from agent.acts import ActClassifier, load_exemplars
 from agent.answers import catalog_answer, comparison_rows, comparison_text
@@ -38,6 +39,8 @@ from fusion.recommender import Recommender
 from fusion.request import RecommendRequest
 from indexing.calibration import Calibration
 from llm_client.client import LLM, LocalLLM
+from storage.events import Event as LiveEvent
+from storage.events import EventStore, record
 from storage.sessions import SessionState, SessionStore
 from tools.history import HistoryEntry, user_history
 from tools.social import FriendSignal
@@ -103,7 +106,7 @@ class ChatAgent:
     def __init__(self, recommender: Recommender, llm: LLM | None, prompts: PromptSet, settings: AgentConfig,
                  sessions: SessionStore, scope_factory: Callable[[Stores, str], UserScope] = scope_for,
                  calibrated_weight: float | None = None, calibration: Calibration | None = None,
-                 warm_up: bool | None = None):
+                 warm_up: bool | None = None, events: EventStore | None = None):
         """``calibration``: what `fusionrec eval --llm` measured for this model (``calibrated_weight``: its
         weight alone). ``warm_up``: one tiny completion in the background now (None: for a local model, as
         ``llm.warm_up`` says), so the first user does not pay the model's first, slowest call."""
@@ -113,6 +116,7 @@ class ChatAgent:
         self.prompts = prompts
         self.settings = settings
         self.sessions = sessions
+        self.events = events  # "I bought the second one" is recorded here as a live event (None: session only)
         stores = recommender.stores
         embedder = recommender.vector_store.embedder if recommender.vector_store is not None else None
         classifier = None
@@ -182,6 +186,21 @@ class ChatAgent:
                            f"{self.settings.api.max_message_chars}")
         return message.strip()
 
+    def _record_owned(self, user_id: str, session_id: str, turn: int, items: list[str], notes: list[str]) -> None:
+        """The user said they have these items: one live event each (the data's positive kind), so no list of
+        any session offers them again. Idempotent per turn (a retried turn writes nothing new)."""
+        if self.events is None:
+            return
+        stores = self.recommender.stores
+        kind = stores.dataset.positive_kinds[0]
+        now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        try:
+            record(self.events, stores, [LiveEvent(user_id, item, kind, 1.0, now, f"chat:{user_id}:{session_id}:{turn}:{item}")
+                                         for item in items])
+        except Exception as exc:  # the turn still answers (the item stays out of this session's lists)
+            log.warning("could not record that %s has %s: %s", user_id, items, exc)
+            notes.append("could not save that you have it beyond this conversation")
+
     def turn(self, user_id: str, message: str, session_id: str | None = None, k: int | None = None,
              idempotency_key: str | None = None, on_event: Event | None = None,
              use_llm: bool = True, request_id: str | None = None) -> TurnResult:
@@ -209,6 +228,8 @@ class ChatAgent:
         available[scope.own_known().indices] = False  # what the user already has or knows is never shown
         planner = self.planner if k is None else Planner(self.recommender.stores, k, self.settings.api.max_k)
         plan = planner.plan(intent, session.state, user_id, available=available)
+        if plan.owned:
+            self._record_owned(user_id, session.id, session.state.turns + 1, plan.owned, plan.notes)
         tools = build_toolkit(scope, self.recommender, self.settings.privacy.friends_detail == "names")
         calls = plan.calls
         if plan.kind == "recommend" and use_llm and self.settings.llm.tool_choice == "model" \

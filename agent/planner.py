@@ -42,6 +42,7 @@ class Plan:
     target_item: str | None = None  # for item answers
     items: list[str] = field(default_factory=list)  # for comparisons
     understood: list[str] = field(default_factory=list)  # what the answer says it understood
+    owned: list[str] = field(default_factory=list)  # items the user said they have ("I bought the second one")
 
 
 def _position(state: SessionState, pos: int) -> str | None:
@@ -228,6 +229,7 @@ class Planner:
                 understood.append(said)
         prices = [float(p) for p in (stores.prices[stores.item_index[i]] for i in state.last_list if i in stores.item_index)
                   if p == p]
+        owned: list[str] = []
         for ref in intent.refinements:
             kind, _, arg = ref.partition(":")
             if kind == "cheaper" and intent.act != "similar":
@@ -241,6 +243,7 @@ class Planner:
                         new_state.rejected.append(item)
                 if kind == "owned" and targets:
                     notes.append(f"noted that you already have {stores.titles[stores.item_index[targets[0]]]}")
+                    owned += [t for t in targets if t not in owned]
         new_state.rejected += [i for i in intent.exclude_items if i not in new_state.rejected]
         understood += [f"not {stores.titles[stores.item_index[i]]}" for i in intent.exclude_items if i in stores.item_index]
         preferences = self._preferences(intent, state, topic_change)
@@ -265,7 +268,7 @@ class Planner:
                                    source=source, anchor_weight=anchor_weight,
                                    exclude_seen="none" if factual else "known")
         return Plan("recommend", self._calls(request, constraints, preferences, like_items), request, new_state, notes,
-                    understood=understood)
+                    understood=understood, owned=owned)
 
     def _cheaper(self, state: SessionState, intent: Intent, constraints: Constraints, prices: list[float], k: int,
                  available: np.ndarray | None, notes: list[str]) -> None:

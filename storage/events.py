@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from catalog.stores import Stores
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,3 +122,15 @@ class EventStore:
         frame = self.read(after, through)
         return frame[["user_id", "item_id", "kind", "weight", "timestamp"]].astype(
             {"user_id": "string", "item_id": "string", "kind": "string", "weight": "float64"})
+
+
+def record(store: EventStore, stores: Stores, events: list[Event]) -> tuple[StoredBatch, list[int]]:
+    """Store events durably, then apply the new ones to the live stores: (what was stored, users changed)."""
+    batch = store.append(events)
+    fresh = [events[p] for p in batch.stored]
+    if not fresh:
+        return batch, []
+    frame = pd.DataFrame({"user_id": [e.user_id for e in fresh], "item_id": [e.item_id for e in fresh],
+                          "kind": [e.kind for e in fresh], "weight": [e.weight for e in fresh],
+                          "timestamp": [e.timestamp for e in fresh]})
+    return batch, stores.live.apply_stored(frame.assign(seq=batch.last_seq))

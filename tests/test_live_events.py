@@ -245,3 +245,17 @@ def test_acknowledged_events_survive_kill_9_and_refresh_folds_them_in(app_home, 
     assert rec.stores.live.get(u) is None  # folded into the snapshot, not applied twice
     assert rec.stores.positive[u, rec.stores.item_idx(bought)] == 1
     assert bought not in [r.item_id for r in rec.recommend(RecommendRequest("u0002", k=10)).items]
+
+
+def test_saying_i_bought_one_records_an_event_and_no_session_offers_it_again(live_app, live_home):
+    url = live_app.url
+    first = post(url, "/v1/recommend", "sk-live-u1", {"message": "camping gear", "session_id": "owned-1", "use_llm": False})
+    assert first.status_code == 200, first.text
+    second_item = first.json()["items"][1]["item_id"]
+    r = post(url, "/v1/recommend", "sk-live-u1", {"message": "I bought the second one", "session_id": "owned-1",
+                                                   "use_llm": False})
+    assert r.status_code == 200, r.text
+    assert second_item not in [i["item_id"] for i in r.json()["items"]]
+    assert ("u0001", second_item, "purchase") in [row[1:] for row in stored_events(live_home)]
+    other = post(url, "/v1/recommend", "sk-live-u1", {"message": "camping gear", "session_id": "owned-2", "use_llm": False})
+    assert second_item not in [i["item_id"] for i in other.json()["items"]]  # a new conversation: known, not offered

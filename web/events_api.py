@@ -16,7 +16,7 @@ import pandas as pd
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from storage.events import Event
+from storage.events import Event, record
 from web.api import ApiError, authorize_writer, client_address
 from web.services import Services
 from web.validation import CleanText
@@ -105,14 +105,9 @@ def stores_withdrawn(stores: object, item_id: str) -> bool:
 
 def record_events(services: Services, events: list[Event]) -> EventsOut:
     """Store the events durably, then apply the new ones to the live stores."""
-    batch = services.events.append(events)
-    fresh = [events[p] for p in batch.stored]
-    changed: list[int] = []
-    if fresh:
-        frame = pd.DataFrame({"user_id": [e.user_id for e in fresh], "item_id": [e.item_id for e in fresh],
-                              "kind": [e.kind for e in fresh], "weight": [e.weight for e in fresh],
-                              "timestamp": [e.timestamp for e in fresh]})
-        changed = services.recommender.stores.live.apply_stored(frame.assign(seq=batch.last_seq))
+    if services.events is None:
+        raise ApiError(503, "live events are not available in this process")
+    batch, changed = record(services.events, services.recommender.stores, events)
     return EventsOut(stored=len(batch.stored), duplicates=len(batch.duplicates), last_seq=batch.last_seq,
                      users_changed=len(changed))
 

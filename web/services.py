@@ -47,7 +47,7 @@ class Services:
             log.warning("LLM unavailable, serving fusion-only answers: %s", error)
         prompts = load_prompt_set(settings.prompts_dir, settings.prompt_set)
         calibration = load_calibration(settings.index_dir, llm.identity()) if llm is not None else None
-        agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration)
+        agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration, events=events)
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file, settings.api.operator_keys)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
                    error, models, RateLimiter(settings.api.auth_failures_per_minute), events)
