@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from catalog.catalog_lock import CatalogLock
 from catalog.items import Item
 from catalog.sanitize import FLAG_INSTRUCTIONS, flagged_items, strip_instructions
 from catalog.text import fold, spelling_key, stem, words
@@ -84,6 +85,25 @@ class Stores:
         self.flagged_ids: list[str] = flagged_items(self.item_ids.tolist(), self.titles, self.descriptions)
         self.flagged = np.zeros(len(self.titles), bool)
         self.flagged[[self.item_index[i] for i in self.flagged_ids]] = True
+        # Withdrawn through the catalog API (catalog/item_edits.py): kept at its index (the fitted models are
+        # indexed by it), never offered again. The edits publish new arrays under ``lock``; ``version`` counts them.
+        self.withdrawn = np.zeros(len(self.titles), bool)
+        self.version = 0
+        self.lock = CatalogLock()
+
+    @property
+    def n_offered(self) -> int:
+        """How many items may be offered (the catalog minus the withdrawn items; what the vector store holds)."""
+        return int(self.n_items - np.count_nonzero(self.withdrawn))
+
+    def offered(self) -> np.ndarray:
+        """Boolean mask of the items that may be offered at all: every item but the withdrawn ones."""
+        return ~self.withdrawn
+
+    def on_catalog_change(self) -> None:
+        """Called once per catalog edit, after the new arrays are published (inside the exclusive section):
+        the place to tell per-user caches that the catalog changed (their column count may have grown).
+        Nothing here keeps such a cache yet."""
 
     @property
     def n_flagged(self) -> int:
@@ -150,10 +170,14 @@ class Stores:
 
     def item_text(self, i: int) -> str:
         """The text that is embedded for semantic search."""
-        tags = ", ".join(self.tag_lists[i])
-        parts = [self.titles[i], f"category: {self.categories[i]}" if self.categories[i] else "",
-                 f"tags: {tags}" if tags else "", self.descriptions[i]]
-        return strip_instructions(". ".join(p for p in parts if p))
+        return embedded_text(self.titles[i], str(self.categories[i]), self.tag_lists[i], self.descriptions[i])
+
+
+def embedded_text(title: str, category: str, tags: list[str], description: str) -> str:
+    """An item's text as it is embedded: title, category, tags, description, without instruction-like sentences."""
+    tag_text = ", ".join(tags)
+    parts = [title, f"category: {category}" if category else "", f"tags: {tag_text}" if tag_text else "", description]
+    return strip_instructions(". ".join(p for p in parts if p))
 
 
 def feedback_matrix(events: pd.DataFrame, n_users: int, n_items: int, kind_weights: dict[str, float]) -> sp.csr_matrix:
