@@ -62,8 +62,8 @@ class Services:
             except Exception as exc:  # Chroma unreachable (http mode) or its folder gone
                 problems.append(f"vector store: {exc.__class__.__name__}: {exc}")
             else:
-                if held != rec.stores.n_items:
-                    problems.append(f"vector store: holds {held} of {rec.stores.n_items} catalog items")
+                if held != rec.stores.n_offered:  # a withdrawn item's vector is deleted with it
+                    problems.append(f"vector store: holds {held} of {rec.stores.n_offered} catalog items")
         if getattr(self.llm, "state", None) == "open":
             problems.append("llm: circuit breaker open after consecutive failures; answers are fusion-only")
         return problems
