@@ -18,6 +18,7 @@ from config.logs import configure_logging  # noqa: E402
 from config.settings import Settings  # noqa: E402
 from web.api import BodyLimit, api_router, install_error_handlers  # noqa: E402
 from web.events_api import events_router  # noqa: E402
+from web.items_api import items_router  # noqa: E402
 from web.openai_api import openai_router  # noqa: E402
 from web.services import Services  # noqa: E402
 
@@ -37,6 +38,7 @@ def build_app(settings: Settings, services: Services | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(api_router(services))
     app.include_router(events_router(services))
+    app.include_router(items_router(services))
     app.include_router(openai_router(services))
     app.state.services = services
     lab = LabServices(services.recommender, services.llm, settings,

@@ -47,7 +47,7 @@ def catalog_answer(stores: Stores, intent: Intent) -> Answer:
         else:
             reply = f"There are {n} {noun}" + (f" matching {safe(what)}" if scoped else " in the catalog") + "."
         if not scoped:
-            cats = Counter(stores.categories.tolist())
+            cats = Counter(stores.categories[mask].tolist())
             reply += " By category: " + ", ".join(f"{safe(k)} {v}" for k, v in cats.most_common(12) if k) + "."
         return Answer(reply, {"count": n, "scope": what or None}, _examples(stores, mask))
     if kind == "brands":
@@ -78,7 +78,7 @@ def catalog_answer(stores: Stores, intent: Intent) -> Answer:
                       {"tags": {str(stores.tag_vocab[t]): int(counts[t]) for t in top if counts[t]}})
     cats = Counter(cat for cat, ok in zip(stores.categories.tolist(), mask, strict=True) if ok and cat)
     if len(cats) <= 1 and not scoped:
-        return Answer(f"The catalog has {stores.n_items} {noun}.", {"count": stores.n_items})
+        return Answer(f"The catalog has {stores.n_offered} {noun}.", {"count": stores.n_offered})
     listed = ", ".join(f"{safe(k)} ({v})" for k, v in cats.most_common(20))
     more = f" and {len(cats) - 20} more" if len(cats) > 20 else ""
     scope_text = f" matching {safe(what)}" if scoped else ""

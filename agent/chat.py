@@ -205,7 +205,13 @@ class ChatAgent:
              idempotency_key: str | None = None, on_event: Event | None = None,
              use_llm: bool = True, request_id: str | None = None) -> TurnResult:
         """Run one turn for an authenticated user (``request_id``: the caller's id for logs, else a new one). Raises UnknownUser, BadRequest, TooLarge
-        before any model call; everything after that degrades instead of failing."""
+        before any model call; everything after that degrades instead of failing. The turn reads one state of
+        the catalog: a live catalog edit is published before or after it (catalog/catalog_lock.py)."""
+        with self.recommender.stores.lock.reading():
+            return self._turn(user_id, message, session_id, k, idempotency_key, on_event, use_llm, request_id)
+
+    def _turn(self, user_id: str, message: str, session_id: str | None, k: int | None, idempotency_key: str | None,
+              on_event: Event | None, use_llm: bool, request_id: str | None) -> TurnResult:
         started = time.monotonic()
         request_id = request_id or uuid.uuid4().hex[:12]
         message = self.check_message(message)
@@ -224,7 +230,7 @@ class ChatAgent:
         intent = self.parser.parse(message, use_llm=intent_llm, budget_s=self.settings.api.turn_deadline_s / 3,
                                    has_list=bool(session.state.last_list))
         emit("intent", intent.summary())
-        available = np.ones(self.recommender.stores.n_items, bool)
+        available = self.recommender.stores.offered()
         available[scope.own_known().indices] = False  # what the user already has or knows is never shown
         planner = self.planner if k is None else Planner(self.recommender.stores, k, self.settings.api.max_k)
         plan = planner.plan(intent, session.state, user_id, available=available)

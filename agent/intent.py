@@ -92,13 +92,24 @@ class IntentParser:
         self.classifier = classifier
         self.linker = linker or EntityLinker(stores)
         self.categories = sorted({c for c in stores.categories.tolist() if c})
+        self.catalog_version = stores.version
         self.user_ids = {u.lower() for u in stores.user_ids.tolist()}
         self.first_names = {n.split()[0].lower() for n in stores.user_names.tolist() if n and n.split()}
+
+    def _follow_catalog(self) -> None:
+        """After a live catalog edit: index the catalog's words again (new titles, tags, categories; a
+        withdrawn item's title no longer links). A few ms on the demo shop, once per edit."""
+        if self.catalog_version != self.stores.version:
+            version = self.stores.version
+            self.linker = EntityLinker(self.stores, self.linker.min_tag_items)
+            self.categories = sorted({c for c in self.stores.categories.tolist() if c})
+            self.catalog_version = version
 
     # --- the deterministic reading ------------------------------------------------------------------
     def parse(self, message: str, use_llm: bool = False, budget_s: float | None = None,
               has_list: bool = False) -> Intent:
         """``has_list``: the conversation has an earlier list (refinements and positions refer to it)."""
+        self._follow_catalog()
         intent = Intent()
         text = " ".join(message.split())
         lowered = text.lower()

@@ -52,6 +52,8 @@ class Linked:
 class EntityLinker:
     def __init__(self, stores: Stores, min_tag_items: int = 1):
         self.stores = stores
+        self.min_tag_items = min_tag_items
+        self.version = stores.version  # the catalog edit this index was built for (IntentParser rebuilds it)
         self.phrases: dict[tuple[str, ...], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self.title_items: dict[str, list[int]] = defaultdict(list)  # item id -> indices (ids are unique: one)
         self.tag_items: dict[str, int] = {}
@@ -60,6 +62,8 @@ class EntityLinker:
         for i, title in enumerate(stores.titles):
             toks = tuple(words(title))
             self.title_tokens.append(key(toks))
+            if stores.withdrawn[i]:
+                continue  # a withdrawn item is not named any more: it cannot be mentioned, asked about or offered
             if toks:
                 self.phrases[key(toks)]["title"].add(str(stores.item_ids[i]))
                 self.phrases[key(("".join(toks),))]["title"].add(str(stores.item_ids[i]))
@@ -67,8 +71,8 @@ class EntityLinker:
                 titles_by_token[t].add(i)
         self.titles_by_token = {t: np.fromiter(sorted(v), np.int64) for t, v in titles_by_token.items()}
         heads: dict[str, int] = defaultdict(int)
-        for toks in self.title_tokens:
-            if len(toks) > 1:
+        for i, toks in enumerate(self.title_tokens):
+            if len(toks) > 1 and not stores.withdrawn[i]:
                 heads[toks[-1]] += 1
         for head, n in heads.items():
             if n >= 2 and len(head) >= 3 and not head.isdigit() and head not in FUNCTION_WORDS:
@@ -208,7 +212,7 @@ class EntityLinker:
     def _items(self, kind: str, value: str) -> tuple[int, ...]:
         if kind == "title":
             i = self.stores.item_index.get(value)
-            return () if i is None else (i,)
+            return () if i is None or self.stores.withdrawn[i] else (i,)
         return ()
 
     def _partial_titles(self, toks: list[Token], stems: list[str], linked: Linked) -> list[Mention]:

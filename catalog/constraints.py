@@ -34,8 +34,8 @@ class Constraints:
                     or self.brands or self.exclude_brands or self.title_words or self.exclude_title_words)
 
     def mask(self, stores: Stores) -> np.ndarray:
-        """Boolean mask over all items (vectorised)."""
-        ok = np.ones(stores.n_items, bool)
+        """Boolean mask over all items (vectorised): the items on offer (never a withdrawn one) that meet them."""
+        ok = stores.offered()
         if self.category:
             ok &= stores.categories == self.category.lower()
         if self.any_categories:

@@ -85,7 +85,7 @@ class LiveEvents:
 
         stores = self.stores
         dataset = stores.dataset
-        with self._lock:
+        with stores.lock.reading(), self._lock:  # the catalog's width holds still while the rows are built
             changed = sorted(int(u) for u in pd.unique(events["u"]))
             n_items = stores.n_items
             for u in changed:

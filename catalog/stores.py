@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from catalog.catalog_lock import CatalogLock
 from catalog.items import Item
 from catalog.live import LiveEvents
 from catalog.sanitize import FLAG_INSTRUCTIONS, flagged_items, strip_instructions
@@ -89,6 +90,25 @@ class Stores:
         self.flagged = np.zeros(len(self.titles), bool)
         self.flagged[[self.item_index[i] for i in self.flagged_ids]] = True
         self.live = LiveEvents(self)  # events after the snapshot (catalog/live.py)
+        # Withdrawn through the catalog API (catalog/item_edits.py): kept at its index (the fitted models are
+        # indexed by it), never offered again. The edits publish new arrays under ``lock``; ``version`` counts them.
+        self.withdrawn = np.zeros(len(self.titles), bool)
+        self.version = 0
+        self.lock = CatalogLock()
+
+    @property
+    def n_offered(self) -> int:
+        """How many items may be offered (the catalog minus the withdrawn items; what the vector store holds)."""
+        return int(self.n_items - np.count_nonzero(self.withdrawn))
+
+    def offered(self) -> np.ndarray:
+        """Boolean mask of the items that may be offered at all: every item but the withdrawn ones."""
+        return ~self.withdrawn
+
+    def on_catalog_change(self) -> None:
+        """Called once per catalog edit, after the new arrays are published (inside the exclusive section):
+        the place to tell per-user caches that the catalog changed (their column count may have grown)."""
+        self.live.on_catalog_change()
 
     @property
     def n_flagged(self) -> int:
@@ -155,10 +175,14 @@ class Stores:
 
     def item_text(self, i: int) -> str:
         """The text that is embedded for semantic search."""
-        tags = ", ".join(self.tag_lists[i])
-        parts = [self.titles[i], f"category: {self.categories[i]}" if self.categories[i] else "",
-                 f"tags: {tags}" if tags else "", self.descriptions[i]]
-        return strip_instructions(". ".join(p for p in parts if p))
+        return embedded_text(self.titles[i], str(self.categories[i]), self.tag_lists[i], self.descriptions[i])
+
+
+def embedded_text(title: str, category: str, tags: list[str], description: str) -> str:
+    """An item's text as it is embedded: title, category, tags, description, without instruction-like sentences."""
+    tag_text = ", ".join(tags)
+    parts = [title, f"category: {category}" if category else "", f"tags: {tag_text}" if tag_text else "", description]
+    return strip_instructions(". ".join(p for p in parts if p))
 
 
 def last_seen_days(stamps: pd.Series, start: pd.Timestamp | None) -> np.ndarray:

@@ -170,7 +170,7 @@ def feature_matrix(s: SourceScores, items: np.ndarray, allowed: np.ndarray, base
 
 def unseen_mask(scope: UserScope, request: RecommendRequest) -> np.ndarray:
     """The items this user could be shown at all (not already theirs), whatever the request's filters."""
-    unseen = np.ones(scope.stores.n_items, bool)
+    unseen = scope.stores.offered()  # a withdrawn item is never shown
     if request.exclude_seen != "none":
         seen = scope.own_known() if request.exclude_seen == "known" else (
             scope.own_positive() if request.exclude_seen == "positive" else scope.own_feedback())

@@ -72,12 +72,18 @@ class Recommender:
         c = request.constraints
         where = where_clause(c.category, c.price_min, c.price_max, c.tags)
         hits = self.vector_store.query(self.collection, embedding=vector, n=n, where=where)
-        return [self.stores.item_index[h.item_id] for h in hits if h.item_id in self.stores.item_index]
+        index, withdrawn = self.stores.item_index, self.stores.withdrawn
+        return [index[h.item_id] for h in hits if h.item_id in index and not withdrawn[index[h.item_id]]]
 
     def recommend(self, request: RecommendRequest, scope: UserScope | None = None,
                   wanted: int | None = None) -> RecommendationList:
         """``request.k`` items; ``wanted`` (default ``request.k``) is how many the caller will show, which is
-        what the "only N items" note compares with (the LLM stage asks for more to rerank)."""
+        what the "only N items" note compares with (the LLM stage asks for more to rerank). Reads one state of
+        the catalog (a live edit waits for it; catalog/catalog_lock.py)."""
+        with self.stores.lock.reading():
+            return self._recommend(request, scope, wanted)
+
+    def _recommend(self, request: RecommendRequest, scope: UserScope | None, wanted: int | None) -> RecommendationList:
         started = time.perf_counter()
         scope = scope or self.scope(request.user_id)
         timings: dict[str, float] = {}
@@ -126,6 +132,10 @@ class Recommender:
         """The learned fused score this ranker gives each item the user has not bought (-inf for the others):
         the score the item gets in any request of this user without words or anchors, whatever its filters
         (the features do not depend on them)."""
+        with self.stores.lock.reading():
+            return self._fused_scores(user_id)
+
+    def _fused_scores(self, user_id: str) -> np.ndarray:
         scope = self.scope(user_id)
         request = RecommendRequest(user_id=user_id)
         pool = build_pool(scope, self.models, request, self.stores.n_items,
@@ -137,6 +147,10 @@ class Recommender:
 
     def describe(self, request: RecommendRequest, items: list[int], scope: UserScope | None = None) -> list[Recommendation]:
         """Named items (a comparison) with this user's evidence for each, in the order given."""
+        with self.stores.lock.reading():
+            return self._describe_items(request, items, scope)
+
+    def _describe_items(self, request: RecommendRequest, items: list[int], scope: UserScope | None) -> list[Recommendation]:
         scope = scope or self.scope(request.user_id)
         pool = build_pool(scope, self.models, request, 1, None, items, base_per_source=self.settings.sources.per_source)
         learned = self.fusion.logits(pool.features) if len(pool.items) else np.zeros(0)

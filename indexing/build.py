@@ -20,11 +20,13 @@ import pandas as pd
 from catalog.stores import Stores, build_stores
 from fusion.model import FusionModel
 from fusion.recommender import Recommender
+from indexing.live_items import replay_catalog_edits
 from indexing.settings import IndexConfig
 from indexing.training import train_fusion
 from loaders import load_dataset
 from loaders.schema import Dataset, split_tags
 from retrieval.bundle import SourceModels
+from storage.catalog_edits import CatalogEditStore
 from storage.events import EventStore
 from vectorstore.store import SyncReport, VectorStore, item_metadata
 
@@ -122,10 +124,11 @@ def refresh_index(settings: IndexConfig, events: EventStore, progress: bool = Tr
 
 
 def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, build_if_missing: bool = False,
-                     events: EventStore | None = None) -> Recommender:
+                     events: EventStore | None = None, edits: CatalogEditStore | None = None) -> Recommender:
     """Load the index for the configured data (building it first when asked and it is missing or stale).
-    With ``events``: the stored events the index folded in (``fusionrec index --refresh``) are part of its data,
-    and the later ones are applied as live events."""
+    With ``edits``: the catalog edits made through the API are replayed in order (items added, replaced,
+    withdrawn). With ``events``: the stored events the index folded in (``fusionrec index --refresh``) are part
+    of its data; the later ones, and those of items the data files do not hold, are applied as live events."""
     dataset = dataset or load_dataset(settings.data, settings.demo_seed, settings.rating_threshold)
     folder = settings.index_dir
     manifest_path = folder / MANIFEST
@@ -137,6 +140,10 @@ def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, buil
         if through:
             dataset = with_events(dataset, events.interactions(through=through))  # type: ignore[union-attr]
         stale = saved.get("fingerprint") != dataset.fingerprint() or saved.get("sources") != settings.sources.model_dump()
+    live_from_start = pd.DataFrame()
+    if events is not None and through:
+        early = events.read(through=through)  # folded unless their item is not in the data files (added live)
+        live_from_start = early[~early["item_id"].isin(dataset.catalog["item_id"]).to_numpy()]
     if stale:
         if not build_if_missing:
             raise IndexMissing(f"no up-to-date index for '{settings.data}' in {folder}; run `fusionrec index` first")
@@ -144,7 +151,8 @@ def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, buil
     stores = build_stores(dataset)
     vs = VectorStore(settings.vectorstore, settings.home)
     collection = vs.collection_name(settings.dataset_key)
-    if vs.count(collection) != stores.n_items:  # a deleted or half-written Chroma folder
+    if vs.count(collection) < stores.n_items - len({e.item_id for e in (edits.read() if edits else [])}):
+        # a deleted or half-written Chroma folder (items added or withdrawn live are put right when replayed)
         if build_if_missing:
             build_index(settings, progress=False, dataset=dataset)  # re-embeds only what is missing
         if (held := vs.count(collection)) != stores.n_items:
@@ -152,9 +160,17 @@ def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, buil
                                f"items of '{settings.data}'; run `fusionrec index` first")
     models = SourceModels.load(folder, settings.sources)
     fusion = FusionModel.load(folder / "fusion.json")
+    recommender = Recommender(stores, models, fusion, settings, vs, collection)
+    if edits is not None:
+        replay_catalog_edits(recommender, edits.read())
+        if (held := vs.count(collection)) != stores.n_offered:
+            raise IndexMissing(f"{settings.home / 'chroma'}: the vector store holds {held} of the {stores.n_offered} "
+                               f"items on offer in '{settings.data}'; run `fusionrec index` first")
     if events is not None:
-        stores.live.apply_stored(events.read(after=through))
-    return Recommender(stores, models, fusion, settings, vs, collection)
+        pending = events.read(after=through)
+        stores.live.apply_stored(pd.concat([live_from_start, pending], ignore_index=True) if len(live_from_start)
+                                 else pending)
+    return recommender
 
 
 def with_events(dataset: Dataset, interactions: pd.DataFrame) -> Dataset:

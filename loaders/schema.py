@@ -263,6 +263,19 @@ def check_references(frame: pd.DataFrame, column: str, known: pd.Series, path: s
                               column=column)
 
 
+def catalog_defaults(catalog: pd.DataFrame) -> pd.DataFrame:
+    """Catalog rows as every loader stores them (after ``coerce``): the title defaults to the id, category
+    and tags are lower case, empty text is "" (the live catalog API cleans its rows with this too)."""
+    return catalog.assign(
+        title=catalog["title"].fillna(catalog["item_id"]),
+        category=catalog["category"].fillna("").str.lower(),
+        tags=catalog["tags"].fillna("").str.lower(),
+        description=catalog["description"].fillna(""),
+        brand=(catalog["brand"] if "brand" in catalog else pd.Series("", index=catalog.index, dtype="string"))
+        .fillna("").astype("string").str.strip(),
+    )
+
+
 def finalize(
     name: str,
     catalog: pd.DataFrame,
@@ -274,14 +287,7 @@ def finalize(
 ) -> Dataset:
     """Validate cross-table consistency and build the Dataset (all-or-nothing)."""
     check_unique(catalog, "item_id", paths["catalog"])
-    catalog = catalog.assign(
-        title=catalog["title"].fillna(catalog["item_id"]),
-        category=catalog["category"].fillna("").str.lower(),
-        tags=catalog["tags"].fillna("").str.lower(),
-        description=catalog["description"].fillna(""),
-        brand=(catalog["brand"] if "brand" in catalog else pd.Series("", index=catalog.index, dtype="string"))
-        .fillna("").astype("string").str.strip(),
-    )
+    catalog = catalog_defaults(catalog)
     check_references(interactions, "item_id", catalog["item_id"], paths["interactions"], "item")
     interactions = interactions.assign(
         kind=interactions["kind"].fillna("purchase").str.lower(),

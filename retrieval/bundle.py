@@ -35,6 +35,20 @@ class SourceModels:
         registered = {entry.name: entry.build(settings).fit(stores.feedback) for entry in REGISTRY}
         return cls(knn=knn, mf=mf, social=social, content=ContentProfile(item_embeddings), registered=registered)
 
+    def with_item(self, item: int, embedding: np.ndarray) -> SourceModels:
+        """The models after a live catalog edit of ``item`` (its text embedded as ``embedding``): a new item
+        (``item`` == the catalog's size) grows every model by one item that no behaviour supports yet (it
+        scores 0 in every behavioural source, its text in the content source); a replaced item only gets its
+        new text. New objects: the models in use are never changed, so the caller publishes by assignment."""
+        content = self.content.with_vector(item, embedding)
+        if item < len(self.content.items):
+            return SourceModels(knn=self.knn, mf=self.mf, social=self.social, content=content,
+                                registered=self.registered)
+        n_items = item + 1
+        return SourceModels(knn=self.knn.resized(n_items), mf=self.mf.resized(n_items), social=self.social,
+                            content=content,
+                            registered={name: source.resized(n_items) for name, source in self.registered.items()})
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         assert self.knn.similarity is not None and self.social.friend_weights is not None

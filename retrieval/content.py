@@ -11,6 +11,15 @@ class ContentProfile:
         norms = np.linalg.norm(item_embeddings, axis=1, keepdims=True) + 1e-9
         self.items = (item_embeddings / norms).astype(np.float32)
 
+    def with_vector(self, item: int, embedding: np.ndarray) -> ContentProfile:
+        """A copy with ``item``'s embedding set (``item == len(self.items)``: a new item, appended)."""
+        vector = (embedding / (np.linalg.norm(embedding) + 1e-9)).astype(np.float32)
+        items = np.vstack([self.items, vector[None, :]]) if item == len(self.items) else self.items.copy()
+        items[item] = vector
+        out = ContentProfile.__new__(ContentProfile)
+        out.items = items
+        return out
+
     def profile(self, user_row: sp.csr_matrix) -> np.ndarray | None:
         if user_row.nnz == 0:
             return None

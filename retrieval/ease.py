@@ -70,6 +70,16 @@ class EASE:
         self.memory_bytes = int(self.weights.nbytes + self.kept_items.nbytes + self._position.nbytes)
         return self
 
+    def resized(self, n_items: int) -> EASE:
+        """A copy over ``n_items`` items (a live catalog addition): a new item is outside the kept set (scores 0).
+        The weights are shared with this model, not copied."""
+        out = EASE(self.regularization, self.min_support, self.max_items)
+        out.weights, out.kept_items, out.n_items, out.fit_seconds = self.weights, self.kept_items, n_items, self.fit_seconds
+        out._position = np.concatenate([self._position, np.full(n_items - self.n_items, -1, np.int64)])
+        out.memory_bytes = int((self.weights.nbytes if self.weights is not None else 0) + out.kept_items.nbytes
+                               + out._position.nbytes)
+        return out
+
     def score(self, user_row: sp.csr_matrix) -> np.ndarray:
         """x_u B for the user's (binarised) row: a dense vector over all items, 0 outside ``kept_items``."""
         assert self.weights is not None, "fit first"

@@ -24,6 +24,14 @@ def prune_columns(sim: sp.csr_matrix, k: int) -> sp.csr_matrix:
                          shape=sim.shape)
 
 
+def grow_square(matrix: sp.csr_matrix, n_items: int) -> sp.csr_matrix:
+    """The items x items matrix with empty rows and columns up to ``n_items`` (existing entries unchanged)."""
+    m = matrix.tocsr()
+    extra = n_items - m.shape[0]
+    indptr = np.concatenate([m.indptr, np.full(extra, m.indptr[-1], m.indptr.dtype)])
+    return sp.csr_matrix((m.data, m.indices, indptr), shape=(n_items, n_items))
+
+
 class ItemKNN:
     def __init__(self, neighbours: int = 200, shrink: float = 10.0):
         self.neighbours = neighbours
@@ -49,6 +57,12 @@ class ItemKNN:
         self.similarity = similarity.tocsr()
         self._by_item = self.similarity.tocsc()
         return self
+
+    def resized(self, n_items: int) -> ItemKNN:
+        """A copy over ``n_items`` items (a live catalog addition): a new item has no neighbours yet."""
+        assert self.similarity is not None, "fit first"
+        out = ItemKNN(self.neighbours, self.shrink)
+        return out.load(grow_square(self.similarity, n_items))
 
     def score(self, user_row: sp.csr_matrix) -> np.ndarray:
         """Sum of similarities to the user's items, weighted by feedback strength: one vector over items."""

@@ -73,6 +73,14 @@ class ALS:
         assert self.item_factors is not None, "fit first"
         return self.item_factors @ factor
 
+    def resized(self, n_items: int) -> ALS:
+        """A copy over ``n_items`` items (a live catalog addition): a new item's factors are zero (no behaviour
+        yet, so it scores 0 for everyone until the next fit)."""
+        assert self.user_factors is not None and self.item_factors is not None, "fit first"
+        out = ALS(self.factors, self.regularization, self.alpha, self.iterations, self.seed, self.weighting)
+        extra = np.zeros((n_items - len(self.item_factors), self.item_factors.shape[1]), self.item_factors.dtype)
+        return out.load(self.user_factors, np.vstack([self.item_factors, extra]))
+
     def score(self, user: int) -> np.ndarray:
         assert self.user_factors is not None and self.item_factors is not None, "fit first"
         return self.item_factors @ self.user_factors[user]

@@ -32,6 +32,10 @@ class FeedbackSource(Protocol):
 
     def load(self, path: Path) -> FeedbackSource: ...
 
+    def resized(self, n_items: int) -> FeedbackSource:
+        """A copy over ``n_items`` items (a live catalog addition; a new item scores 0 until the next fit)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RegisteredSource:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from retrieval.itemknn import prune_columns
+from retrieval.itemknn import grow_square, prune_columns
 
 
 class RP3Beta:
@@ -47,6 +47,13 @@ class RP3Beta:
     def load(self, path: Path) -> RP3Beta:
         self.similarity = sp.load_npz(path).tocsr()
         return self
+
+    def resized(self, n_items: int) -> RP3Beta:
+        """A copy over ``n_items`` items (a live catalog addition): a new item supports and gets nothing (scores 0)."""
+        assert self.similarity is not None, "fit first"
+        out = RP3Beta(self.alpha, self.beta, self.k)
+        out.similarity = grow_square(self.similarity, n_items)
+        return out
 
     def score(self, user_row: sp.csr_matrix) -> np.ndarray:
         """The user's binarised, l1-normalised row times W: a dense vector over all items."""

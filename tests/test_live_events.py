@@ -259,3 +259,35 @@ def test_saying_i_bought_one_records_an_event_and_no_session_offers_it_again(liv
     assert ("u0001", second_item, "purchase") in [row[1:] for row in stored_events(live_home)]
     other = post(url, "/v1/recommend", "sk-live-u1", {"message": "camping gear", "session_id": "owned-2", "use_llm": False})
     assert second_item not in [i["item_id"] for i in other.json()["items"]]  # a new conversation: known, not offered
+
+
+def test_catalog_edits_and_events_on_new_items_survive_a_restart(app_home, tmp_path_factory):
+    """Items added and withdrawn through the API are replayed when the app starts again (after kill -9), and the
+    events on an added item are applied to it again."""
+    home = copy_home(app_home, tmp_path_factory.mktemp("live-edits"))
+    kettle = {"title": "Quibbleforge Kettle", "category": "kitchen", "price": 31.5,
+              "description": "A kettle that boils water with a titanium heat ring and a whistle."}
+    app = AppServer(home, "off", env())
+    try:
+        put = httpx.put(app.url + "/v1/items/qf-kettle", json=kettle, headers={"Authorization": f"Bearer {OPERATOR}"},
+                        timeout=120)
+        assert put.status_code == 200, put.text
+        popular = items_of(app.url, "sk-live-u2")[0]["item_id"]
+        gone = httpx.delete(app.url + f"/v1/items/{popular}", headers={"Authorization": f"Bearer {OPERATOR}"}, timeout=120)
+        assert gone.status_code == 200, gone.text
+        r = post(app.url, "/v1/events", "sk-live-u1", {"events": [event("u0001", "qf-kettle", "purchase")]})
+        assert r.status_code == 200, r.text
+        os.kill(app.proc.pid, signal.SIGKILL)
+        app.proc.wait(timeout=30)
+    finally:
+        app.stop(kill=True)
+    again = AppServer(home, "off", env())
+    try:
+        query = "a kettle that boils water with a titanium heat ring"
+        assert items_of(again.url, "sk-live-u2", message=query)[0]["item_id"] == "qf-kettle"
+        assert "qf-kettle" not in [i["item_id"] for i in items_of(again.url, "sk-live-u1", message=query)]  # bought
+        assert popular not in [i["item_id"] for i in items_of(again.url, "sk-live-u2")]
+        ready = httpx.get(again.url + "/readyz", timeout=60).json()
+        assert ready["status"] == "ready", ready
+    finally:
+        again.stop()

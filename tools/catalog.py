@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 
 from catalog.constraints import Constraints
+from catalog.item_edits import require_offered
 from catalog.stores import Stores
 
 
 def item_attributes(stores: Stores, item_id: str) -> dict[str, Any]:
-    """Everything the store knows about one item (raises UnknownItem)."""
-    return stores.item_record(stores.item_idx(item_id))
+    """Everything the store knows about one item (raises UnknownItem, also for a withdrawn item)."""
+    return stores.item_record(require_offered(stores, item_id))
 
 
 def search_catalog(stores: Stores, constraints: Constraints, limit: int = 20, sort: str = "popularity") -> list[dict[str, Any]]:

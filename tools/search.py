@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from catalog.constraints import Constraints
+from catalog.item_edits import is_offered
 from catalog.stores import Stores
 from vectorstore.store import VectorStore, where_clause
 
@@ -16,7 +17,7 @@ def semantic_search(stores: Stores, vector_store: VectorStore, collection: str, 
     hits = vector_store.query(collection, text=query, n=limit, where=where)
     out = []
     for hit in hits:
-        if hit.item_id in stores.item_index:
+        if is_offered(stores, hit.item_id):
             record = stores.item_record(stores.item_index[hit.item_id])
             record["similarity"] = round(hit.similarity, 4)
             out.append(record)

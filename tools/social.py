@@ -23,9 +23,9 @@ def friends_purchases(scope: UserScope, limit: int = 10, show_names: bool = True
     if scope.friends.size == 0:
         return []
     block = scope.friends_positive().tocsc()
-    counts = np.diff(block.indptr)
+    counts = np.diff(block.indptr).copy()
+    counts[stores.withdrawn] = 0  # a withdrawn item is never offered
     if exclude_own:
-        counts = counts.copy()
         counts[scope.own_positive().indices] = 0
     items = np.flatnonzero(counts)
     order = np.lexsort((items, -stores.popularity[items], -counts[items]))[:limit]

@@ -140,6 +140,18 @@ class VectorStore:
         return SyncReport(added=added, updated=len(todo) - added, removed=len(stale),
                           unchanged=len(ids) - len(todo))
 
+    def upsert_item(self, name: str, item_id: str, text: str, metadata: dict[str, Any], embedding: np.ndarray) -> None:
+        """Add or replace one item's vector (a live catalog edit); stored as ``sync`` stores it."""
+        col = self.collection(name)
+        col.upsert(ids=[item_id], documents=[text], metadatas=[{**metadata, "text_hash": text_hash(text, metadata)}],
+                   embeddings=[np.asarray(embedding, np.float32)])  # type: ignore[arg-type]
+        self._sizes.pop(name, None)
+
+    def delete_item(self, name: str, item_id: str) -> None:
+        """Remove one item's vector (a withdrawn item); nothing happens for an id the store does not hold."""
+        self.collection(name).delete(ids=[item_id])
+        self._sizes.pop(name, None)
+
     def count(self, name: str) -> int:
         return int(self.collection(name).count())
 

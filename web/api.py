@@ -162,7 +162,8 @@ def structured(services: Services, user: str, body: RecommendBody, request_id: s
         c.category, c.price_min, c.price_max, list(c.tags), list(c.exclude_tags)))
     stage = services.agent.stage if body.use_llm else services.agent.fusion_only
     try:
-        result = stage.run(request, "")
+        with services.recommender.stores.lock.reading():  # one state of the catalog (catalog/catalog_lock.py)
+            result = stage.run(request, "")
     except UnknownUser:
         raise ApiError(403, "the user bound to this key is not in the data") from None
     explanations = {e.item_id: e for e in result.explanations}

@@ -79,7 +79,7 @@ def check_batch(services: Services, body: EventsBody, writer: str | None) -> lis
             raise ApiError(403, f"{where}.user_id: this API key may only write its own user's events")
         if e.user_id not in stores.user_index:
             raise ApiError(422, f"{where}.user_id: unknown user")
-        if e.item_id not in stores.item_index or stores_withdrawn(stores, e.item_id):
+        if e.item_id not in stores.item_index or stores.withdrawn[stores.item_index[e.item_id]]:
             raise ApiError(422, f"{where}.item_id: unknown item {e.item_id[:64]!r}")
         kind = e.kind.strip().lower()
         if kind not in kinds:
@@ -95,12 +95,6 @@ def check_batch(services: Services, body: EventsBody, writer: str | None) -> lis
             raise ApiError(422, f"{where}.timestamp: in the future")
         out.append(Event(e.user_id, e.item_id, kind, weight, stamp, e.event_id))
     return out
-
-
-def stores_withdrawn(stores: object, item_id: str) -> bool:
-    """True when the catalog API withdrew the item (a ``withdrawn`` mask, when the stores have one)."""
-    mask = getattr(stores, "withdrawn", None)
-    return bool(mask is not None and mask[stores.item_index[item_id]])  # type: ignore[attr-defined]
 
 
 def record_events(services: Services, events: list[Event]) -> EventsOut:

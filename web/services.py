@@ -12,6 +12,7 @@ from fusion.recommender import Recommender
 from indexing.build import load_recommender
 from indexing.calibration import load_calibration
 from llm_client.client import LLM, LocalModels, make_llm
+from storage.catalog_edits import CatalogEditStore
 from storage.events import EventStore
 from storage.sessions import SessionDatabaseError, SessionStore
 from web.auth import KeyStore, RateLimiter
@@ -32,13 +33,14 @@ class Services:
     models: LocalModels | None = None  # the local GGUF models this process loaded (closed at shutdown)
     auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(20))  # per client address
     events: EventStore | None = None  # live behaviour events, in the sessions database
+    catalog_edits: CatalogEditStore | None = None  # items added, replaced or withdrawn through the API
 
     @classmethod
     def load(cls, settings: WebConfig, build_index_if_missing: bool = True) -> Services:
         database = settings.home / "sessions" / f"{settings.dataset_key}.sqlite"
         sessions = SessionStore(database)  # first: it names a damaged file before anything else reads it
-        events = EventStore(database)
-        recommender = load_recommender(settings, build_if_missing=build_index_if_missing, events=events)
+        events, edits = EventStore(database), CatalogEditStore(database)
+        recommender = load_recommender(settings, build_if_missing=build_index_if_missing, events=events, edits=edits)
         llm, error, models = None, None, LocalModels()
         try:
             llm = make_llm(settings.llm, models)
@@ -50,7 +52,7 @@ class Services:
         agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration, events=events)
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file, settings.api.operator_keys)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
-                   error, models, RateLimiter(settings.api.auth_failures_per_minute), events)
+                   error, models, RateLimiter(settings.api.auth_failures_per_minute), events, edits)
 
     def readiness_problems(self) -> list[str]:
         """Why this process should not get traffic now (empty when ready)."""
@@ -66,8 +68,8 @@ class Services:
             except Exception as exc:  # Chroma unreachable (http mode) or its folder gone
                 problems.append(f"vector store: {exc.__class__.__name__}: {exc}")
             else:
-                if held != rec.stores.n_items:
-                    problems.append(f"vector store: holds {held} of {rec.stores.n_items} catalog items")
+                if held != rec.stores.n_offered:  # a withdrawn item's vector is deleted with it
+                    problems.append(f"vector store: holds {held} of {rec.stores.n_offered} catalog items")
         if getattr(self.llm, "state", None) == "open":
             problems.append("llm: circuit breaker open after consecutive failures; answers are fusion-only")
         return problems
