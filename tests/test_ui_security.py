@@ -52,7 +52,7 @@ def names_of(stores, *users: str) -> list[str]:
 def test_without_a_login_every_gradio_endpoint_is_refused(login_server, demo_stores):
     message = f"camping gear {uuid.uuid4().hex[:6]}"
     with httpx.Client(base_url=login_server.url, timeout=60) as http:
-        for fn, data in [("select_persona", [USER_B]), ("chat", [message, USER_B]),
+        for fn, data in [("select_persona", [USER_B]), ("chat", [message, USER_B]), ("feedback_bought", ["p0001", USER_B]),
                          ("prompt_lab_compare", ["(type your own)", USER_B, message, "", "default", "default"])]:
             status, text = call(http, fn, data)
             assert status == 401, (fn, status, text[:300])
@@ -100,6 +100,29 @@ def test_a_login_acts_only_as_its_user_through_gradio_client(login_server):
     finally:
         client.close()
     assert turn_users(login_server, message) == [USER_B]
+
+
+def event_users(server: AppServer, item_id: str) -> list[str]:
+    with sqlite3.connect(server.sessions_db()) as db:
+        return [row[0] for row in db.execute("SELECT user_id FROM events WHERE item_id = ?", (item_id,))]
+
+
+def test_feedback_after_a_login_is_stored_for_the_logged_in_user_only(login_server):
+    from gradio_client import Client
+
+    from tests.test_ui import cards
+
+    client = Client(login_server.url, auth=(USER_A, KEY_A), verbose=False)
+    try:
+        _chat, card_html, *_ = client.predict("a sci-fi novel as a gift", USER_B, api_name="/chat")
+        first = cards(card_html)[0][0]
+        before = event_users(login_server, first)
+        _chat, card_html, *_, notice = client.predict(first, USER_B, api_name="/feedback_like")  # names B: A's
+        assert "Recorded: you like" in notice, notice
+        assert first not in [i for i, _ in cards(card_html)]
+    finally:
+        client.close()
+    assert event_users(login_server, first) == [*before, USER_A]
 
 
 def test_demo_mode_offers_the_picker_and_only_demo_personas(app_server, demo_stores):

@@ -22,6 +22,7 @@ from agent.reply import safe
 from loaders.schema import UnknownUser
 from storage.sessions import SessionError
 from web.services import Services
+from web.ui_feedback import FeedbackKind, FeedbackRefused, feedback_kinds, record_feedback, refresh_message
 from web.ui_render import (
     CARDS_CSS,
     NO_CARDS,
@@ -56,9 +57,10 @@ def ready() -> Any:
     return gr.Textbox(value="", interactive=True)
 
 
-def take_message(message: str) -> tuple[str, Any]:
-    """Hand the typed message to the turn; empty and lock the box until the turn is over."""
-    return message, gr.Textbox(value="", interactive=False)
+def take_message(message: str) -> tuple[str, Any, str]:
+    """Hand the typed message to the turn; empty and lock the box until the turn is over (and clear the last
+    feedback notice)."""
+    return message, gr.Textbox(value="", interactive=False), ""
 
 
 @dataclass
@@ -113,6 +115,8 @@ class ChatUI:
         self.stores = services.recommender.stores
         self.currency = self.stores.dataset.currency
         self.personas = services.persona_ids(services.settings.ui.personas) if demo else []
+        dataset = self.stores.dataset
+        self.feedback_kinds = feedback_kinds(dataset.positive_kinds[0], dataset.interaction_verb)
 
     # --- who acts -------------------------------------------------------------------------------
     def acting_user(self, request: gr.Request | None, persona: str | None) -> str:
@@ -233,6 +237,54 @@ class ChatUI:
         yield conv.messages, skip, skip, skip, skip, conv
 
 
+    # --- feedback on the last list ----------------------------------------------------------------
+    def _last_list(self, user: str, conv: Conversation | None) -> tuple[list[str], list[dict[str, Any]]]:
+        """The acting user's last list in this conversation and the turns so far (from the sessions store)."""
+        if conv is None or conv.user_id != user or not conv.session_id:
+            return [], []
+        session = self.services.agent.sessions.open(user, conv.session_id)
+        return list(session.state.last_list), session.history
+
+    def list_choices(self, persona: str, conv: Conversation | None, request: gr.Request) -> Any:
+        """The items of the last list, for the feedback picker."""
+        try:
+            items, _ = self._last_list(self.acting_user(request, persona), conv)
+        except (NotAllowed, SessionError):
+            items = []
+        index, titles = self.stores.item_index, self.stores.titles
+        choices = [(f"#{n} {titles[index[i]]}", i) for n, i in enumerate(items, start=1) if i in index]
+        return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
+
+    def feedback(self, kind: FeedbackKind, item_id: str | None, persona: str, conv: Conversation | None,
+                 request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        """Record one event for the acting user, then ask for the last list again so the cards show it.
+        Outputs: chatbot, cards, turn info, context, raw LLM calls, conversation, notice."""
+        skip = gr.skip()
+        try:
+            user = self.acting_user(request, persona)
+            items, history = self._last_list(user, conv)
+            notice = record_feedback(self.services, user, items, item_id, kind.kind)
+        except (NotAllowed, FeedbackRefused, SessionError) as exc:
+            yield skip, skip, skip, skip, skip, skip, notice_html(str(exc))
+            return
+        shown = notice_html(notice)
+        yield skip, skip, skip, skip, skip, skip, shown
+        for out in self.chat(refresh_message(history), persona, conv, request):
+            yield *out, shown
+
+    def like(self, item_id: str | None, persona: str, conv: Conversation | None,
+             request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        yield from self.feedback(self.feedback_kinds[0], item_id, persona, conv, request)
+
+    def dislike(self, item_id: str | None, persona: str, conv: Conversation | None,
+                request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        yield from self.feedback(self.feedback_kinds[1], item_id, persona, conv, request)
+
+    def bought(self, item_id: str | None, persona: str, conv: Conversation | None,
+               request: gr.Request) -> Iterator[tuple[Any, ...]]:
+        yield from self.feedback(self.feedback_kinds[2], item_id, persona, conv, request)
+
+
 def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] = (),
              demo: bool = False) -> gr.Blocks:
     """The chat UI; each of ``tabs`` is (title, a function that builds the tab's controls), e.g. the prompt lab.
@@ -266,6 +318,13 @@ def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] 
                         send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                     gr.Examples(EXAMPLES, inputs=box, label="Try")
             cards = gr.HTML(NO_CARDS, elem_id="cards", css_template=CARDS_CSS, label="Recommendations")
+            with gr.Row(elem_id="feedback"):
+                # Any value is accepted here and checked against the last list by the handler.
+                picked = gr.Dropdown([], value=None, label="Feedback on an item of the last list",
+                                     elem_id="feedback-item", allow_custom_value=True, scale=4)
+                buttons = [gr.Button(k.label, elem_id=f"feedback-{k.name}", size="sm", scale=1, min_width=80)
+                           for k in handlers.feedback_kinds]
+            feedback_notice = gr.HTML("", elem_id="feedback-notice")
             with gr.Accordion("Under the hood: fused context and raw LLM output (last turn)", open=False,
                               elem_id="debug"):
                 info = gr.JSON(label="LLM path, blend weight, tokens, timings", elem_id="turn-info")
@@ -286,10 +345,17 @@ def build_ui(services: Services, tabs: Sequence[tuple[str, Callable[[], None]]] 
         # The typed message moves to a hidden box and the visible one is locked while the turn streams (a
         # submit meanwhile would be dropped); the turn reads the hidden box, so API callers pass it as `message`.
         pending = gr.Textbox(visible=False)
-        gr.on([box.submit, send.click], take_message, inputs=box, outputs=[pending, box], queue=False,
+        gr.on([box.submit, send.click], take_message, inputs=box, outputs=[pending, box, feedback_notice], queue=False,
               api_visibility="private").then(
             handlers.chat, inputs=[pending, picker, conv], outputs=[chatbot, cards, info, context, raw, conv],
             api_name="chat", show_progress="minimal").then(ready, outputs=box, queue=False, api_visibility="private")
+        cards.change(handlers.list_choices, inputs=[picker, conv], outputs=picked, queue=False,
+                     api_visibility="private")
+        for kind, button, handler in zip(handlers.feedback_kinds, buttons,
+                                         (handlers.like, handlers.dislike, handlers.bought), strict=True):
+            button.click(handler, inputs=[picked, picker, conv],
+                         outputs=[chatbot, cards, info, context, raw, conv, feedback_notice],
+                         api_name=f"feedback_{kind.name}", show_progress="minimal")
     ui.queue(max_size=services.settings.api.gradio_queue_size, default_concurrency_limit=2)
     return ui
 
