@@ -87,9 +87,12 @@ def _request_from(args: argparse.Namespace) -> Any:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from agent.evidence import reasons
     from indexing.build import load_recommender
+    from storage.catalog_edits import CatalogEditStore
 
     settings = _settings(args)
-    recommender = load_recommender(settings)
+    database = settings.home / "sessions" / f"{settings.dataset_key}.sqlite"
+    live = {"events": _event_store(settings), "edits": CatalogEditStore(database)} if database.is_file() else {}
+    recommender = load_recommender(settings, **live)  # the same catalog and live events as the app
     result = recommender.recommend(_request_from(args))
     if args.json:
         print(json.dumps({"user_id": result.user_id, "items": [r.model_dump() for r in result.items],
