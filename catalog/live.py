@@ -30,14 +30,29 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class UserRows:
-    """One user's rows over the catalog (1 x n_items) and grouped history, as ``Stores`` holds for everyone."""
+    """One user's rows over the catalog (1 x n_items) and grouped history, as ``Stores`` holds for everyone: row
+    ``k`` of matrices built for a batch of users (sliced when read)."""
 
-    feedback: sp.csr_matrix
-    positive: sp.csr_matrix
-    known: sp.csr_matrix
-    last_seen: sp.csr_matrix
+    block: tuple[sp.csr_matrix, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix]  # feedback, positive, known, last_seen
+    k: int
     items: UserItems  # one user (row 0)
     version: int  # increases with every live event of this user (keys caches of derived values)
+
+    @property
+    def feedback(self) -> sp.csr_matrix:
+        return _row_of(self.block[0], self.k)
+
+    @property
+    def positive(self) -> sp.csr_matrix:
+        return _row_of(self.block[1], self.k)
+
+    @property
+    def known(self) -> sp.csr_matrix:
+        return _row_of(self.block[2], self.k)
+
+    @property
+    def last_seen(self) -> sp.csr_matrix:
+        return _row_of(self.block[3], self.k)
 
 
 @dataclass
@@ -49,7 +64,7 @@ class LiveEvents:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._events: dict[int, pd.DataFrame] = {}  # per user, the live events (columns u, i, kind, weight, timestamp)
+        self._live: pd.DataFrame | None = None  # every live event applied (columns u, i, kind, weight, timestamp)
         self._by_user: tuple[np.ndarray, np.ndarray] | None = None  # snapshot events grouped by user
         self._cache: dict[tuple[int, str], tuple[int, object]] = {}
 
@@ -69,54 +84,60 @@ class LiveEvents:
         self._cache[(user, name)] = (rows.version, value)
         return value
 
-    def _snapshot_events(self, user: int) -> pd.DataFrame:
+    def _snapshot_events(self, users: list[int]) -> pd.DataFrame:
+        """The snapshot's events of these users (one take from the event table, grouped by user once)."""
         stores = self.stores
         if self._by_user is None:
-            users = stores.events["u"].to_numpy(np.int64)
-            order = np.argsort(users, kind="stable")
-            self._by_user = order, np.searchsorted(users[order], np.arange(stores.n_users + 1))
+            column = stores.events["u"].to_numpy(np.int64)
+            order = np.argsort(column, kind="stable")
+            self._by_user = order, np.searchsorted(column[order], np.arange(stores.n_users + 1))
         order, indptr = self._by_user
-        return stores.events.iloc[order[indptr[user]:indptr[user + 1]]]
+        rows = np.concatenate([order[indptr[u]:indptr[u + 1]] for u in users]) if users else np.zeros(0, np.int64)
+        return stores.events.iloc[rows]
 
     def apply(self, events: pd.DataFrame, last_seq: int = 0) -> list[int]:
         """Apply events (columns u, i: indices into the stores; kind, weight, timestamp) and return the users
-        whose rows changed. Catalog counters change for the items they touch."""
+        whose rows changed. Catalog counters change for the items they touch. The changed users' rows are
+        rebuilt together, in one vectorised pass over their snapshot and live events."""
         from catalog.stores import feedback_matrix, last_seen_days  # the same rules as the snapshot
 
         stores = self.stores
         dataset = stores.dataset
         with stores.lock.reading(), self._lock:  # the catalog's width holds still while the rows are built
             changed = sorted(int(u) for u in pd.unique(events["u"]))
-            n_items = stores.n_items
-            for u in changed:
-                new = events[events["u"] == u]
+            if not changed:
+                return []
+            n_items, m = stores.n_items, len(changed)
+            old_positive = sp.vstack([r.positive if (r := self.rows.get(u)) else stores.positive[u] for u in changed],
+                                     format="csr")
+            cols = ["u", "i", "kind", "weight", "timestamp"]
+            self._live = pd.concat([self._live, events[cols]], ignore_index=True) if self._live is not None \
+                else events[cols].reset_index(drop=True)
+            mine = pd.concat([self._snapshot_events(changed), self._live[self._live["u"].isin(changed)]],
+                             ignore_index=True)
+            mine["u"] = np.searchsorted(np.array(changed), mine["u"].to_numpy(np.int64))  # 0..m-1, as ``changed``
+            feedback = feedback_matrix(mine, m, n_items, dataset.kind_weights)
+            is_pos = dataset.positive_mask(mine)
+            positive = _rows(mine.loc[is_pos], m, n_items)
+            known = _rows(mine.loc[~mine["kind"].isin(dataset.browse_kinds)], m, n_items).maximum(positive).tocsr()
+            day = last_seen_days(mine["timestamp"], stores.start)
+            last = mine[["u", "i"]].assign(day=day).groupby(["u", "i"])["day"].max().reset_index()
+            last = last[last["day"] > 0]
+            last_seen = sp.csr_matrix((last["day"].to_numpy(np.float32), (last["u"], last["i"])), shape=(m, n_items))
+            items = UserItems.build(mine, m, stores.user_items.kind_names)
+            block = (feedback, positive, known, last_seen)
+            for k, u in enumerate(changed):
                 before = self.rows.get(u)
-                old_positive = set((before.positive if before else stores.positive[u]).indices.tolist())
-                live = pd.concat([self._events.get(u, new.iloc[:0]), new], ignore_index=True)
-                self._events[u] = live
-                mine = pd.concat([self._snapshot_events(u), live], ignore_index=True).assign(u=0)
-                feedback = feedback_matrix(mine, 1, n_items, dataset.kind_weights)
-                is_pos = dataset.positive_mask(mine)
-                pos_items = np.unique(mine.loc[is_pos, "i"].to_numpy(np.int64))
-                positive = _row(pos_items, n_items)
-                known_items = np.unique(mine.loc[~mine["kind"].isin(dataset.browse_kinds), "i"].to_numpy(np.int64))
-                known = _row(np.union1d(known_items, pos_items), n_items)
-                days = last_seen_days(mine["timestamp"], stores.start)
-                last = pd.Series(days).groupby(mine["i"].to_numpy()).max()
-                last = last[last > 0]
-                last_seen = sp.csr_matrix((last.to_numpy(np.float32), (np.zeros(len(last), np.int64), last.index.to_numpy())),
-                                          shape=(1, n_items))
-                items = UserItems.build(mine, 1, stores.user_items.kind_names)
-                version = (before.version + 1) if before else 1
-                self.rows[u] = UserRows(feedback, positive, known, last_seen, items, version)
-                # Catalog counters: one more user with a positive interaction; fresh positives count fully in the
-                # trend (they are not decayed again until the next refresh).
-                for i in sorted(set(pos_items.tolist()) - old_positive):
-                    stores.popularity[i] += 1
-                fresh = new[dataset.positive_mask(new)]
-                if len(fresh):
-                    stores.trend += np.bincount(fresh["i"].to_numpy(np.int64), weights=_decay(stores, fresh["timestamp"]),
-                                                minlength=n_items)[: len(stores.trend)]
+                self.rows[u] = UserRows(block, k, items.one(k), (before.version + 1) if before else 1)
+            # Catalog counters: one more user with a positive interaction per new (user, item) positive; fresh
+            # positives count fully in the trend (they are not decayed again until the next refresh).
+            gained = (positive - positive.multiply(old_positive > 0)).tocsr()
+            gained.eliminate_zeros()
+            np.add.at(stores.popularity, gained.indices, 1)
+            fresh = events[dataset.positive_mask(events)]
+            if len(fresh):
+                stores.trend += np.bincount(fresh["i"].to_numpy(np.int64), weights=_decay(stores, fresh["timestamp"]),
+                                            minlength=n_items)[: len(stores.trend)]
             self.applied += len(events)
             self.last_seq = max(self.last_seq, last_seq)
         return changed
@@ -140,14 +161,28 @@ class LiveEvents:
         """The catalog grew: widen every live row to the new number of items (new items have no behaviour)."""
         with self._lock:
             n_items = self.stores.n_items
+            widened: dict[int, tuple[sp.csr_matrix, ...]] = {}
             for u, r in list(self.rows.items()):
-                for m in (r.feedback, r.positive, r.known, r.last_seen):
-                    m.resize((1, n_items))
-                self.rows[u] = r
+                if r.block[0].shape[1] != n_items:
+                    key = id(r.block)
+                    if key not in widened:
+                        widened[key] = tuple(sp.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], n_items))
+                                             for m in r.block)
+                    self.rows[u] = UserRows(widened[key], r.k, r.items, r.version)  # type: ignore[arg-type]
 
 
-def _row(items: np.ndarray, n_items: int) -> sp.csr_matrix:
-    return sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), np.int64), items)), shape=(1, n_items))
+def _row_of(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Row ``k`` of a CSR matrix as a 1 x n CSR matrix (without scipy's general indexing)."""
+    a, b = matrix.indptr[k], matrix.indptr[k + 1]
+    return sp.csr_matrix((matrix.data[a:b].copy(), matrix.indices[a:b].copy(), np.array([0, b - a])),
+                         shape=(1, matrix.shape[1]))
+
+
+def _rows(events: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
+    """1 where a user has an event with an item (users x items)."""
+    pairs = events[["u", "i"]].drop_duplicates()
+    return sp.csr_matrix((np.ones(len(pairs), np.float32), (pairs["u"].to_numpy(), pairs["i"].to_numpy())),
+                         shape=(n_users, n_items))
 
 
 def _decay(stores: Stores, stamps: pd.Series) -> np.ndarray:

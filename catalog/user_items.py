@@ -46,6 +46,12 @@ class UserItems:
         return cls(indptr=indptr, items=items[starts], kinds=kinds, last=last.view("datetime64[ns]"),
                    kind_names=tuple(str(n) for n in names))
 
+    def one(self, user: int) -> UserItems:
+        """User ``user``'s rows alone, as user 0 of a one-user index."""
+        rows = self.rows(user)
+        return UserItems(indptr=np.array([0, rows.stop - rows.start]), items=self.items[rows], kinds=self.kinds[rows],
+                         last=self.last[rows], kind_names=self.kind_names)
+
     def rows(self, user: int) -> slice:
         return slice(int(self.indptr[user]), int(self.indptr[user + 1]))
 
