@@ -124,7 +124,7 @@ def authorize_writer(services: Services, authorization: str | None, client: str 
     except AuthError as exc:
         services.auth_failures.allow(client)
         raise ApiError(401, str(exc)) from None
-    allowed, wait = services.limiter.allow(key)
+    allowed, wait = (services.limiter if user is not None else services.operator_limiter).allow(key)
     if not allowed:
         raise ApiError(429, "rate limit exceeded; retry later", _retry_after(wait))
     return user

@@ -34,6 +34,7 @@ class Services:
     auth_failures: RateLimiter = field(default_factory=lambda: RateLimiter(20))  # per client address
     events: EventStore | None = None  # live behaviour events, in the sessions database
     catalog_edits: CatalogEditStore | None = None  # items added, replaced or withdrawn through the API
+    operator_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(6000))  # per operator key
 
     @classmethod
     def load(cls, settings: WebConfig, build_index_if_missing: bool = True) -> Services:
@@ -52,7 +53,8 @@ class Services:
         agent = ChatAgent(recommender, llm, prompts, settings, sessions, calibration=calibration, events=events)
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file, settings.api.operator_keys)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
-                   error, models, RateLimiter(settings.api.auth_failures_per_minute), events, edits)
+                   error, models, RateLimiter(settings.api.auth_failures_per_minute), events, edits,
+                   RateLimiter(settings.api.operator_rate_limit_per_minute))
 
     def readiness_problems(self) -> list[str]:
         """Why this process should not get traffic now (empty when ready)."""

@@ -19,6 +19,8 @@ class ApiSettings(BaseModel):
     operator_keys: list[str] = Field(
         default_factory=list, description="keys that may write any user's events and the catalog (never a user's key)")
     rate_limit_per_minute: int = 120
+    operator_rate_limit_per_minute: int = Field(
+        6000, description="requests per minute per operator key (event feeds, catalog edits)")
     auth_failures_per_minute: int = Field(20, description="failed authentications per client address and minute")
     gradio_queue_size: int = 32
     max_body_bytes: int = Field(256 * 1024, description="request bodies are cut off at this many bytes (413)")
