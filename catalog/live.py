@@ -49,7 +49,7 @@ class LiveEvents:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._events: dict[int, pd.DataFrame] = {}  # per user, the live events (columns u, i, kind, weight, timestamp)
+        self._events: pd.DataFrame | None = None  # every live event (columns u, i, kind, weight, timestamp), in order
         self._by_user: tuple[np.ndarray, np.ndarray] | None = None  # snapshot events grouped by user
         self._cache: dict[tuple[int, str], tuple[int, object]] = {}
 
@@ -78,6 +78,14 @@ class LiveEvents:
         order, indptr = self._by_user
         return stores.events.iloc[order[indptr[user]:indptr[user + 1]]]
 
+    def _snapshot_rows(self, users: list[int]) -> pd.DataFrame:
+        """The snapshot events of these users (in this order)."""
+        self._snapshot_events(users[0])  # groups the snapshot once
+        assert self._by_user is not None
+        order, indptr = self._by_user
+        picks = [order[indptr[u]:indptr[u + 1]] for u in users]
+        return self.stores.events.iloc[np.concatenate(picks)]
+
     def apply(self, events: pd.DataFrame, last_seq: int = 0) -> list[int]:
         """Apply events (columns u, i: indices into the stores; kind, weight, timestamp) and return the users
         whose rows changed. Catalog counters change for the items they touch."""
@@ -87,36 +95,42 @@ class LiveEvents:
         dataset = stores.dataset
         with self._lock:
             changed = sorted(int(u) for u in pd.unique(events["u"]))
-            n_items = stores.n_items
-            for u in changed:
-                new = events[events["u"] == u]
+            n_items, k = stores.n_items, len(changed)
+            # All changed users at once (one pandas pass over their events, not one per user): user j of the
+            # batch is row j of each matrix.
+            new = events[["u", "i", "kind", "weight", "timestamp"]]
+            self._events = new.reset_index(drop=True) if self._events is None else \
+                pd.concat([self._events, new], ignore_index=True)
+            live = self._events[self._events["u"].isin(changed).to_numpy()]
+            mine = pd.concat([self._snapshot_rows(changed), live], ignore_index=True)
+            mine["u"] = pd.Series(np.arange(k), index=changed).reindex(mine["u"].to_numpy()).to_numpy()
+            feedback = feedback_matrix(mine, k, n_items, dataset.kind_weights)
+            is_pos = dataset.positive_mask(mine)
+            pos = mine.loc[is_pos, ["u", "i"]].drop_duplicates()
+            positive = _rows(pos["u"].to_numpy(np.int64), pos["i"].to_numpy(np.int64), k, n_items)
+            kn = mine.loc[~mine["kind"].isin(dataset.browse_kinds), ["u", "i"]].drop_duplicates()
+            known = _rows(kn["u"].to_numpy(np.int64), kn["i"].to_numpy(np.int64), k, n_items).maximum(positive).tocsr()
+            days = last_seen_days(mine["timestamp"], stores.start)
+            last = pd.Series(days).groupby([mine["u"].to_numpy(), mine["i"].to_numpy()]).max()
+            last = last[last > 0]
+            last_seen = sp.csr_matrix((last.to_numpy(np.float32), (last.index.get_level_values(0).to_numpy(np.int64),
+                                                                    last.index.get_level_values(1).to_numpy(np.int64))),
+                                      shape=(k, n_items))
+            items = UserItems.build(mine, k, stores.user_items.kind_names)
+            for j, u in enumerate(changed):
                 before = self.rows.get(u)
-                old_positive = set((before.positive if before else stores.positive[u]).indices.tolist())
-                live = pd.concat([self._events.get(u, new.iloc[:0]), new], ignore_index=True)
-                self._events[u] = live
-                mine = pd.concat([self._snapshot_events(u), live], ignore_index=True).assign(u=0)
-                feedback = feedback_matrix(mine, 1, n_items, dataset.kind_weights)
-                is_pos = dataset.positive_mask(mine)
-                pos_items = np.unique(mine.loc[is_pos, "i"].to_numpy(np.int64))
-                positive = _row(pos_items, n_items)
-                known_items = np.unique(mine.loc[~mine["kind"].isin(dataset.browse_kinds), "i"].to_numpy(np.int64))
-                known = _row(np.union1d(known_items, pos_items), n_items)
-                days = last_seen_days(mine["timestamp"], stores.start)
-                last = pd.Series(days).groupby(mine["i"].to_numpy()).max()
-                last = last[last > 0]
-                last_seen = sp.csr_matrix((last.to_numpy(np.float32), (np.zeros(len(last), np.int64), last.index.to_numpy())),
-                                          shape=(1, n_items))
-                items = UserItems.build(mine, 1, stores.user_items.kind_names)
+                old_positive = (before.positive if before else stores.positive[u]).indices
                 version = (before.version + 1) if before else 1
-                self.rows[u] = UserRows(feedback, positive, known, last_seen, items, version)
+                row_positive = _row_of(positive, j)
+                self.rows[u] = UserRows(_row_of(feedback, j), row_positive, _row_of(known, j), _row_of(last_seen, j),
+                                        _one(items, j), version)
                 # Catalog counters: one more user with a positive interaction; fresh positives count fully in the
                 # trend (they are not decayed again until the next refresh).
-                for i in sorted(set(pos_items.tolist()) - old_positive):
-                    stores.popularity[i] += 1
-                fresh = new[dataset.positive_mask(new)]
-                if len(fresh):
-                    stores.trend += np.bincount(fresh["i"].to_numpy(np.int64), weights=_decay(stores, fresh["timestamp"]),
-                                                minlength=n_items)[: len(stores.trend)]
+                stores.popularity[np.setdiff1d(row_positive.indices, old_positive)] += 1
+            fresh = events[dataset.positive_mask(events)]
+            if len(fresh):
+                stores.trend += np.bincount(fresh["i"].to_numpy(np.int64), weights=_decay(stores, fresh["timestamp"]),
+                                            minlength=n_items)[: len(stores.trend)]
             self.applied += len(events)
             self.last_seq = max(self.last_seq, last_seq)
         return changed
@@ -146,8 +160,23 @@ class LiveEvents:
                 self.rows[u] = r
 
 
-def _row(items: np.ndarray, n_items: int) -> sp.csr_matrix:
-    return sp.csr_matrix((np.ones(len(items), np.float32), (np.zeros(len(items), np.int64), items)), shape=(1, n_items))
+def _rows(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
+    m = sp.csr_matrix((np.ones(len(items), np.float32), (users, items)), shape=(n_users, n_items))
+    m.sort_indices()
+    return m
+
+
+def _row_of(m: sp.csr_matrix, j: int) -> sp.csr_matrix:
+    """Row j of a CSR matrix as a 1 x n CSR matrix (its own arrays), without scipy's slicing machinery."""
+    s, e = m.indptr[j], m.indptr[j + 1]
+    return sp.csr_matrix((m.data[s:e].copy(), m.indices[s:e].copy(), np.array([0, e - s], m.indptr.dtype)),
+                         shape=(1, m.shape[1]))
+
+
+def _one(items: UserItems, j: int) -> UserItems:
+    """User j's rows of a grouped history, as a history of one user (row 0)."""
+    s = items.rows(j)
+    return UserItems(np.array([0, s.stop - s.start]), items.items[s], items.kinds[s], items.last[s], items.kind_names)
 
 
 def _decay(stores: Stores, stamps: pd.Series) -> np.ndarray:
