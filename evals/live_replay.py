@@ -149,7 +149,7 @@ def run(data: str, users: int | None, seed: int, settings: Settings | None = Non
                  for name, arm in arms.items()},
         "live_over_rebuild": {m: ratio("live", m) for m in ("ndcg@10", "recall@10")},
         "stale_over_rebuild": {m: ratio("stale", m) for m in ("ndcg@10", "recall@10")},
-        "target": "live / rebuild NDCG@10 >= 0.95", "seconds": round(time.perf_counter() - started, 1),
+        "fusion_folds": settings.fusion.folds, "target": "live / rebuild NDCG@10 >= 0.95", "seconds": round(time.perf_counter() - started, 1),
     }
 
 
@@ -174,9 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, help="users sampled for the T1/T2 split (default: every eligible one)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--home", help="state folder (its embeddings.sqlite caches item embeddings)")
+    parser.add_argument("--folds", type=int, help="fusion training folds, both arms (default: the index's, 5); "
+                        "fewer keep Last.fm affordable")
     parser.add_argument("--json", help="where to write the figures (default docs/benchmarks/live-replay-<data>.json)")
     args = parser.parse_args(argv)
     settings = Settings(data=args.data, **({"home": Path(args.home)} if args.home else {}))
+    if args.folds:
+        settings = settings.model_copy(update={"fusion": settings.fusion.model_copy(update={"folds": args.folds})})
     out = run(args.data, args.users, args.seed, settings)
     print(table(out))
     name = "demo" if args.data == "demo" else "lastfm" if "lastfm" in args.data else Path(args.data).name
