@@ -73,3 +73,15 @@ bench-turn: setup
 	$(BIN)/python -m evals.bench_turn --json docs/benchmarks/bench-turn-demo.json $(if $(HOME_DIR),--home $(HOME_DIR))
 	$(BIN)/python -m evals.bench_turn --data $(SHARED)/lastfm-hetrec2011 --json docs/benchmarks/bench-turn-lastfm.json $(if $(HOME_DIR),--home $(HOME_DIR))
 	$(BIN)/python -m evals.bench_linker --json docs/benchmarks/bench-linker.json
+
+# Live events against the real app (LLM off, a private demo home): POST /v1/events ingest throughput (batches
+# of 100, 20 clients) next to /healthz, and freshness (event 200 -> a recommendation without the item).
+.PHONY: bench-events
+bench-events: setup
+	$(BIN)/python -m evals.bench_events --json docs/benchmarks/events-demo.json
+
+# Issue 17's quality check: a time split's live chunk replayed through stores.live vs a full rebuild vs stale.
+.PHONY: bench-live-replay
+bench-live-replay: setup
+	$(BIN)/python -m evals.live_replay --data demo
+	$(BIN)/python -m evals.live_replay --data $(SHARED)/lastfm-hetrec2011 --users 500 --folds 1

@@ -186,8 +186,9 @@ def _rows(events: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
 
 
 def _decay(stores: Stores, stamps: pd.Series) -> np.ndarray:
-    """The trend weight of positive events at these times: halved every half-life before the data's newest time."""
+    """The trend weight of positive events at these times: halved every half-life before the data's newest time;
+    an undated event weighs 0, as in ``build_stores`` (Last.fm's listens)."""
     if stores.now is None:
         return np.ones(len(stamps))
-    age = ((stores.now - pd.to_datetime(stamps)).dt.total_seconds() / 86400.0).clip(lower=0).fillna(0).to_numpy()
+    age = ((stores.now - pd.to_datetime(stamps)).dt.total_seconds() / 86400.0).clip(lower=0).fillna(np.inf).to_numpy()
     return np.exp(-np.log(2) * age / stores.trend_half_life_days)

@@ -83,7 +83,7 @@ class Stores:
         self.tag_spellings = spellings
         self._title_words: dict[str, np.ndarray] | None = None
         # per-user history, grouped once; bits for every kind a live event may have
-        self.user_items = UserItems.build(self.events, len(self.user_ids), self.dataset.event_kinds())
+        self.user_items = UserItems.build(self.events, len(self.user_ids), self.dataset.event_kinds)
         # Flagged when loaded: text with instruction-like sentences is never embedded or prompted as such,
         # and every face that shows it quotes it as flagged data.
         self.flagged_ids: list[str] = flagged_items(self.item_ids.tolist(), self.titles, self.descriptions)

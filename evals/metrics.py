@@ -26,6 +26,7 @@ def top_items(scores: np.ndarray, excluded: np.ndarray, n: int) -> np.ndarray:
 class RankingMetrics:
     ndcg10: list[float] = field(default_factory=list)
     hr10: list[float] = field(default_factory=list)
+    recall10: list[float] = field(default_factory=list)
     recall20: list[float] = field(default_factory=list)
     shown: set[int] = field(default_factory=set)
 
@@ -37,6 +38,7 @@ class RankingMetrics:
         idcg = DISCOUNT[: min(len(relevant), 10)].sum()
         self.ndcg10.append(float((top10 * DISCOUNT[: len(top10)]).sum() / idcg))
         self.hr10.append(float(top10.any()))
+        self.recall10.append(float(top10.sum() / min(len(relevant), 10)))
         self.recall20.append(float(rel.sum() / min(len(relevant), 20)))
         self.shown.update(int(i) for i in ranked[:10])
 
@@ -44,7 +46,8 @@ class RankingMetrics:
         return {
             "hr@10": float(np.mean(self.hr10)) if self.hr10 else 0.0,
             "ndcg@10": float(np.mean(self.ndcg10)) if self.ndcg10 else 0.0,
-            "recall@20": float(np.mean(self.recall20)) if self.recall20 else 0.0,
+            "recall@10": float(np.mean(self.recall10)) if self.recall10 else 0.0,
+        "recall@20": float(np.mean(self.recall20)) if self.recall20 else 0.0,
             "coverage": len(self.shown) / max(n_items, 1),
             "users": len(self.ndcg10),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,7 @@ class Dataset:
     # the user knows it, and it is never offered as new.
     browse_kinds: tuple[str, ...] = ("view", "click")
 
+    @cached_property
     def event_kinds(self) -> tuple[str, ...]:
         """The kinds of interaction this data accepts (in files and as live events): its own kinds, the
         weighted, positive and browsing kinds, "rating", "like" (a thumbs up: the user knows the item) and

@@ -70,7 +70,7 @@ def parse_time(value: str | float | None, received: pd.Timestamp) -> pd.Timestam
 def check_batch(services: Services, body: EventsBody, writer: str | None) -> list[Event]:
     """The batch as events, or the first problem as an ApiError naming ``events[k].field``."""
     stores = services.recommender.stores
-    kinds = set(stores.dataset.event_kinds())
+    kinds = set(stores.dataset.event_kinds)
     received = pd.Timestamp.now(tz="UTC").tz_localize(None)
     out: list[Event] = []
     for k, e in enumerate(body.events):
