@@ -79,6 +79,7 @@ bench-turn: setup
 .PHONY: bench-events
 bench-events: setup
 	$(BIN)/python -m evals.bench_events --json docs/benchmarks/events-demo.json
+	$(BIN)/python -m evals.bench_items
 
 # Issue 17's quality check: a time split's live chunk replayed through stores.live vs a full rebuild vs stale.
 .PHONY: bench-live-replay
