@@ -178,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
                         "fewer keep Last.fm affordable")
     parser.add_argument("--json", help="where to write the figures (default docs/benchmarks/live-replay-<data>.json)")
     args = parser.parse_args(argv)
-    settings = Settings(data=args.data, **({"home": Path(args.home)} if args.home else {}))
+    settings = Settings(data=args.data)
+    if args.home:
+        settings = settings.model_copy(update={"home": Path(args.home)})
     if args.folds:
         settings = settings.model_copy(update={"fusion": settings.fusion.model_copy(update={"folds": args.folds})})
     out = run(args.data, args.users, args.seed, settings)

@@ -52,22 +52,23 @@ class ALS:
         assert self.item_factors is not None, "fit first"
         row = user_row.tocsr().astype(np.float32)
         if self.weighting == "bm25":
-            if self._bm25 is None:
+            if self._bm25 is None or len(self._bm25[0]) < row.shape[1]:  # (an item added live: seen by nobody)
                 n_users = fitted.shape[0]
-                df = np.bincount(fitted.indices, minlength=fitted.shape[1])
+                df = np.bincount(fitted.indices, minlength=max(fitted.shape[1], row.shape[1]))
                 self._bm25 = np.log(n_users) - np.log1p(df), float(np.asarray(fitted.sum(axis=1)).mean())
             idf, mean_length = self._bm25
             k1, b = 100.0, 0.8  # as in fit
             norm = (1.0 - b) + b * float(row.sum()) / max(mean_length, 1e-9)
             row = row.copy()
             row.data = (row.data * (k1 + 1.0) / (k1 * norm + row.data) * idf[row.indices]).astype(np.float32)
-        if self._solver is None:
+        solver = self._solver
+        if solver is None:
             solver = AlternatingLeastSquares(factors=self.item_factors.shape[1], regularization=self.regularization,
                                              alpha=self.alpha, num_threads=1, random_state=self.seed)
             solver.item_factors = self.item_factors
             self._solver = solver
         with threadpool_limits(1, "blas"):
-            return np.asarray(self._solver.recalculate_user(0, row), np.float32)
+            return np.asarray(solver.recalculate_user(0, row), np.float32)
 
     def score_factor(self, factor: np.ndarray) -> np.ndarray:
         assert self.item_factors is not None, "fit first"

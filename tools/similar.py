@@ -12,7 +12,7 @@ from retrieval.itemknn import ItemKNN
 def similar_items(stores: Stores, knn: ItemKNN, item_id: str, limit: int = 10) -> list[dict[str, Any]]:
     withdrawn = stores.withdrawn
     idx, sims = knn.similar(require_offered(stores, item_id), limit + int(withdrawn.sum()))
-    out = []
+    out: list[dict[str, Any]] = []
     for i, s in zip(idx, sims, strict=True):
         if len(out) == limit:
             break
