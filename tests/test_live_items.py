@@ -26,7 +26,8 @@ def live_app(app_home, tmp_path_factory):
     """The app on its own copy of the demo index (its edits must not reach the other tests' vector store)."""
     home = tmp_path_factory.mktemp("live-items")
     shutil.copytree(app_home, home, dirs_exist_ok=True, ignore=shutil.ignore_patterns("sessions", "*.log"))
-    server = AppServer(home, extra_env={"FUSIONREC_API__OPERATOR_KEYS": '["op-secret"]'})
+    server = AppServer(home, extra_env={"FUSIONREC_API__OPERATOR_KEYS": '["op-secret"]',
+                                        "FUSIONREC_API__RATE_LIMIT_PER_MINUTE": "100000"})  # requests during edits
     yield server
     server.stop()
 
