@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from storage.connection import ThreadConnections
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS catalog_edits (
@@ -35,17 +36,11 @@ class CatalogEditStore:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         self._db().executescript(SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
-        return db
+        return self._connections.get()
 
     def append(self, item_id: str, op: str, fields: dict[str, Any] | None = None) -> int:
         cur = self._db().execute("INSERT INTO catalog_edits (item_id, op, fields, received) VALUES (?, ?, ?, ?)",

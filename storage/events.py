@@ -9,7 +9,6 @@ as live ones (catalog/live.py).
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from catalog.stores import Stores
+from storage.connection import ThreadConnections
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -60,26 +60,17 @@ class EventStore:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         try:
             self._db().executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise EventDatabaseError(path, str(exc)) from None
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # an acknowledged event survives a power cut, not only kill -9
-            self._local.db = db
-        return db
+        return self._connections.get()  # fsynced: an acknowledged event survives a power cut, not only kill -9
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._connections.close()
 
     def append(self, events: list[Event]) -> StoredBatch:
         """Store a batch in one transaction. An event whose id is already stored is not stored again (a retried

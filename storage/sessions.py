@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
 from contextlib import closing
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.constraints import Constraints
+from storage.connection import ThreadConnections
 
 SCHEMA_VERSION = 1  # PRAGMA user_version; 0 = sessions keyed by id alone (before conversation ids were per user)
 SCHEMA = """
@@ -123,7 +123,7 @@ class SessionStore:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path, foreign_keys=True)
         try:
             db = self._db()
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -142,20 +142,10 @@ class SessionStore:
             raise SessionDatabaseError(path, str(exc)) from None
 
     def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-        return db
+        return self._connections.get()
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        self._connections.close()
 
     def open(self, user_id: str, session_id: str | None = None) -> Session:
         """This user's session with this id (created if new)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Request
@@ -17,7 +18,7 @@ from fusion.items import Recommendation
 from fusion.request import RecommendRequest
 from loaders.schema import UnknownUser
 from storage.sessions import SessionError
-from web.auth import AuthError
+from web.auth import AuthError, RateLimiter
 from web.body_limit import BodyLimit
 from web.services import Services
 from web.validation import CleanText
@@ -97,36 +98,36 @@ def authorize(services: Services, authorization: str | None, claimed_user: str |
               client: str = "unknown") -> str:
     """The user bound to the key. Failed authentications are limited per client address (key guessing);
     requests are limited per resolved key, however its header is spelt."""
+    key, user = _authenticate(services, client, lambda: services.keys.resolve(authorization))
+    if claimed_user is not None and claimed_user != user:
+        raise ApiError(403, "this API key cannot act for another user")
+    _limit(services.limiter, key)
+    return user
+
+
+def _authenticate(services: Services, client: str, resolve: Callable[[], tuple[str, Any]]) -> tuple[str, Any]:
+    """(key, what it is bound to); failed authentications are counted and limited per client address."""
     blocked, wait = services.auth_failures.exhausted(client)
     if blocked:
         raise ApiError(429, "too many failed authentications; retry later", _retry_after(wait))
     try:
-        key, user = services.keys.resolve(authorization)
+        return resolve()
     except AuthError as exc:
         services.auth_failures.allow(client)
         raise ApiError(401, str(exc)) from None
-    if claimed_user is not None and claimed_user != user:
-        raise ApiError(403, "this API key cannot act for another user")
-    allowed, wait = services.limiter.allow(key)
+
+
+def _limit(limiter: RateLimiter, key: str) -> None:
+    allowed, wait = limiter.allow(key)
     if not allowed:
         raise ApiError(429, "rate limit exceeded; retry later", _retry_after(wait))
-    return user
 
 
 def authorize_writer(services: Services, authorization: str | None, client: str = "unknown") -> str | None:
     """The user a key may write events for, or None for an operator key (any user's events, the catalog).
     Limited like ``authorize``."""
-    blocked, wait = services.auth_failures.exhausted(client)
-    if blocked:
-        raise ApiError(429, "too many failed authentications; retry later", _retry_after(wait))
-    try:
-        key, user = services.keys.resolve_writer(authorization)
-    except AuthError as exc:
-        services.auth_failures.allow(client)
-        raise ApiError(401, str(exc)) from None
-    allowed, wait = (services.limiter if user is not None else services.operator_limiter).allow(key)
-    if not allowed:
-        raise ApiError(429, "rate limit exceeded; retry later", _retry_after(wait))
+    key, user = _authenticate(services, client, lambda: services.keys.resolve_writer(authorization))
+    _limit(services.limiter if user is not None else services.operator_limiter, key)
     return user
 
 
