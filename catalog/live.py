@@ -64,6 +64,7 @@ class LiveEvents:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._catch_up = threading.Lock()  # one reader of the stored events at a time (nothing applied twice)
         self._live: pd.DataFrame | None = None  # every live event applied (columns u, i, kind, weight, timestamp)
         self._by_user: tuple[np.ndarray, np.ndarray] | None = None  # snapshot events grouped by user
         self._cache: dict[tuple[int, str], tuple[int, object]] = {}
@@ -156,6 +157,17 @@ class LiveEvents:
                                "weight": frame["weight"].to_numpy(float)[ok],
                                "timestamp": pd.to_datetime(frame["timestamp"]).to_numpy()[ok]})
         return self.apply(events, int(frame["seq"].max()) if "seq" in frame else 0)
+
+    def catch_up(self, read_after: Callable[[int], pd.DataFrame]) -> list[int]:
+        """Apply the stored events after the last one applied here (``read_after(seq)``: storage/events.py), in order,
+        once each, whichever process or thread stored them; returns the users whose rows changed."""
+        with self._catch_up:
+            frame = read_after(self.last_seq)
+            if frame.empty:
+                return []
+            changed = self.apply_stored(frame)
+            self.last_seq = max(self.last_seq, int(frame["seq"].max()))  # rows naming unknown users count as read
+            return changed
 
     def on_catalog_change(self) -> None:
         """The catalog grew: widen every live row to the new number of items (new items have no behaviour)."""

@@ -117,9 +117,7 @@ def settings_currency(recommender: Any) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     import app
 
-    settings = _settings(args)
-    if args.port:
-        settings = settings.model_copy(update={"port": args.port})
+    settings = _settings(args).with_overrides(port=args.port, workers=args.workers)
     app.serve(settings)
     return 0
 
@@ -166,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = add("serve", cmd_serve, "run the app (Gradio UI + API) on 127.0.0.1")
     p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, help="API worker processes (default 1: one process serving the UI and "
+                                               "the APIs; 0 = one per core; above 1 the UI runs in one more process)")
 
     args = parser.parse_args(argv)
     from loaders.schema import DataFormatError, UnknownItem, UnknownUser

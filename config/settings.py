@@ -47,6 +47,9 @@ class Settings(BaseSettings):
                                            "friends' picks); default: the loader's rule (MovieLens 4 of 5, "
                                            "generic 80% of the highest rating)")
     log_level: str = "INFO"
+    workers: int = Field(1, ge=0, le=64, description="API worker processes of `fusionrec serve` / `app.py`; 0 = one "
+                         "per core; above 1 the UI runs in one more process behind them (README, Serving with several "
+                         "worker processes)")
 
     vectorstore: VectorStoreSettings = VectorStoreSettings()
     sources: SourceSettings = SourceSettings()
@@ -78,6 +81,10 @@ class Settings(BaseSettings):
     @property
     def dataset_key(self) -> str:
         return dataset_key(self)
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
     @property
     def index_dir(self) -> Path:

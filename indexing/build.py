@@ -170,6 +170,8 @@ def load_recommender(settings: IndexConfig, dataset: Dataset | None = None, buil
         pending = events.read(after=through)
         stores.live.apply_stored(pd.concat([live_from_start, pending], ignore_index=True) if len(live_from_start)
                                  else pending)
+        # read through here: later requests catch up from this seq on (storage/events.py ``catch_up``)
+        stores.live.last_seq = max(through, int(pending["seq"].max()) if len(pending) else 0)
     return recommender
 
 

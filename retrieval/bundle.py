@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from catalog.stores import Stores
+from retrieval.arrays import load_csr, load_dense, save_csr, save_dense
 from retrieval.content import ContentProfile
 from retrieval.itemknn import ItemKNN
 from retrieval.mf import ALS
@@ -53,21 +53,26 @@ class SourceModels:
         folder.mkdir(parents=True, exist_ok=True)
         assert self.knn.similarity is not None and self.social.friend_weights is not None
         assert self.mf.user_factors is not None and self.mf.item_factors is not None
-        sp.save_npz(folder / "knn.npz", self.knn.similarity)
-        sp.save_npz(folder / "friend_weights.npz", self.social.friend_weights)
-        np.savez(folder / "mf.npz", user=self.mf.user_factors, item=self.mf.item_factors)
-        np.save(folder / "item_embeddings.npy", self.content.items)
+        save_csr(folder, "knn", self.knn.similarity)
+        save_csr(folder, "friend_weights", self.social.friend_weights)
+        save_dense(folder / "mf_user.npy", self.mf.user_factors)
+        save_dense(folder / "mf_item.npy", self.mf.item_factors)
+        save_dense(folder / "item_embeddings.npy", self.content.items)
         for entry in REGISTRY:
             self.registered[entry.name].save(folder / entry.file)
 
     @classmethod
     def load(cls, folder: Path, settings: SourceSettings) -> SourceModels:
-        mf = np.load(folder / "mf.npz")
+        if (folder / "mf_user.npy").is_file():
+            user_factors, item_factors = load_dense(folder / "mf_user.npy"), load_dense(folder / "mf_item.npy")
+        else:  # an index written before the memory-mapped format
+            mf = np.load(folder / "mf.npz")
+            user_factors, item_factors = mf["user"], mf["item"]
         return cls(
-            knn=ItemKNN(settings.knn_neighbours, settings.knn_shrink).load(sp.load_npz(folder / "knn.npz")),
+            knn=ItemKNN(settings.knn_neighbours, settings.knn_shrink).load(load_csr(folder, "knn")),
             mf=ALS(settings.mf_factors, settings.mf_regularization, settings.mf_alpha, settings.mf_iterations,
-                   settings.seed, settings.mf_weighting).load(mf["user"], mf["item"]),
-            social=FriendsSignal(settings.social_similarity_weighted).load(sp.load_npz(folder / "friend_weights.npz")),
-            content=ContentProfile(np.load(folder / "item_embeddings.npy")),
+                   settings.seed, settings.mf_weighting).load(user_factors, item_factors),
+            social=FriendsSignal(settings.social_similarity_weighted).load(load_csr(folder, "friend_weights")),
+            content=ContentProfile(load_dense(folder / "item_embeddings.npy")),
             registered={entry.name: entry.build(settings).load(folder / entry.file) for entry in REGISTRY},
         )

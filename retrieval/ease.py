@@ -9,6 +9,8 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from retrieval.arrays import load_dense, save_dense
+
 
 class EASE:
     """B = I - P diag(1/diag(P)), P = (X'X + lambda I)^-1, diag(B) = 0, over the kept items only.
@@ -60,11 +62,14 @@ class EASE:
 
     def save(self, path: Path) -> None:
         assert self.weights is not None, "fit first"
-        np.savez(path, weights=self.weights, kept=self.kept_items, n_items=np.array([self.n_items]))
+        np.savez(path, kept=self.kept_items, n_items=np.array([self.n_items]))
+        save_dense(path.with_suffix(".weights.npy"), self.weights)  # the large part: memory-mapped when loaded
 
     def load(self, path: Path) -> EASE:
         data = np.load(path)
-        self.weights, self.kept_items, self.n_items = data["weights"], data["kept"], int(data["n_items"][0])
+        self.kept_items, self.n_items = data["kept"], int(data["n_items"][0])
+        mapped = path.with_suffix(".weights.npy")
+        self.weights = load_dense(mapped) if mapped.is_file() else data["weights"]
         self._position = np.full(self.n_items, -1, np.int64)
         self._position[self.kept_items] = np.arange(len(self.kept_items))
         self.memory_bytes = int(self.weights.nbytes + self.kept_items.nbytes + self._position.nbytes)

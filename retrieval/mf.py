@@ -65,7 +65,8 @@ class ALS:
         if solver is None:
             solver = AlternatingLeastSquares(factors=self.item_factors.shape[1], regularization=self.regularization,
                                              alpha=self.alpha, num_threads=1, random_state=self.seed)
-            solver.item_factors = self.item_factors
+            # implicit's solver needs writable factors; a loaded index maps them read-only (retrieval/arrays.py)
+            solver.item_factors = self.item_factors if self.item_factors.flags.writeable else np.array(self.item_factors)
             self._solver = solver
         with threadpool_limits(1, "blas"):
             return np.asarray(solver.recalculate_user(0, row), np.float32)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from retrieval.arrays import load_csr, save_csr
 from retrieval.itemknn import grow_square, prune_columns
 
 
@@ -42,10 +43,10 @@ class RP3Beta:
 
     def save(self, path: Path) -> None:
         assert self.similarity is not None, "fit first"
-        sp.save_npz(path, self.similarity)
+        save_csr(path.parent, path.stem, self.similarity)
 
     def load(self, path: Path) -> RP3Beta:
-        self.similarity = sp.load_npz(path).tocsr()
+        self.similarity = load_csr(path.parent, path.stem)
         return self
 
     def resized(self, n_items: int) -> RP3Beta:

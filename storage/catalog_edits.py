@@ -47,6 +47,11 @@ class CatalogEditStore:
                                  (item_id, op, json.dumps(fields) if fields is not None else None, time.time()))
         return int(cur.lastrowid or 0)
 
-    def read(self) -> list[CatalogEdit]:
-        rows = self._db().execute("SELECT seq, item_id, op, fields FROM catalog_edits ORDER BY seq").fetchall()
+    def read(self, after: int = 0) -> list[CatalogEdit]:
+        """The stored edits with ``seq > after``, oldest first."""
+        rows = self._db().execute("SELECT seq, item_id, op, fields FROM catalog_edits WHERE seq > ? ORDER BY seq",
+                                  (after,)).fetchall()
         return [CatalogEdit(int(s), str(i), str(o), json.loads(f) if f else None) for s, i, o, f in rows]
+
+    def last_seq(self) -> int:
+        return int(self._db().execute("SELECT COALESCE(MAX(seq), 0) FROM catalog_edits").fetchone()[0])

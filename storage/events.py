@@ -1,9 +1,10 @@
 """Behaviour events that arrive while the app serves (``POST /v1/events``), stored durably in the sessions
 database: one table, one transaction per batch (all rows or none), idempotent by an optional event id.
 
-``seq`` numbers the stored events in arrival order: an index built with ``fusionrec index --refresh``
-records the last ``seq`` it folded in, and a process that loads that index applies only the later events
-as live ones (catalog/live.py).
+``seq`` numbers the stored events in commit order (writers are serialised by ``BEGIN IMMEDIATE``): an index
+built with ``fusionrec index --refresh`` records the last ``seq`` it folded in, a process that loads that
+index applies only the later events as live ones (catalog/live.py), and each process catches up on the
+events other processes stored (``catch_up``) before it answers a request.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class EventStore:
             sql, args = sql + " AND seq <= ?", [*args, through]
         rows = self._db().execute(sql + " ORDER BY seq", args).fetchall()
         frame = pd.DataFrame(rows, columns=COLUMNS)
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], format="ISO8601")  # with or without fractions
         frame["weight"] = frame["weight"].astype(float)
         return frame
 
@@ -116,12 +117,15 @@ class EventStore:
 
 
 def record(store: EventStore, stores: Stores, events: list[Event]) -> tuple[StoredBatch, list[int]]:
-    """Store events durably, then apply the new ones to the live stores: (what was stored, users changed)."""
+    """Store events durably, then bring the live stores up to the table (this batch and any event another process
+    or thread stored before it, each applied once): (what was stored, users changed)."""
     batch = store.append(events)
-    fresh = [events[p] for p in batch.stored]
-    if not fresh:
-        return batch, []
-    frame = pd.DataFrame({"user_id": [e.user_id for e in fresh], "item_id": [e.item_id for e in fresh],
-                          "kind": [e.kind for e in fresh], "weight": [e.weight for e in fresh],
-                          "timestamp": [e.timestamp for e in fresh]})
-    return batch, stores.live.apply_stored(frame.assign(seq=batch.last_seq))
+    return batch, catch_up(store, stores)
+
+
+def catch_up(store: EventStore, stores: Stores) -> list[int]:
+    """Apply the events stored since this process last looked, by any process (several workers or replicas
+    share the database); one ``MAX(seq)`` query when there are none. Returns the users whose rows changed."""
+    if store.last_seq() <= stores.live.last_seq:
+        return []
+    return stores.live.catch_up(lambda after: store.read(after=after))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict
 from typing import Annotated
 
@@ -61,10 +62,20 @@ def items_router(services: Services) -> APIRouter:
         if services.catalog_edits is None:
             return
         try:
-            write(services.catalog_edits)
+            seq = write(services.catalog_edits)
         except sqlite3.Error as exc:
             raise ApiError(503, f"the edit is live in this process but could not be stored ({exc}); "
                                 "send it again") from None
+        if services.sync is not None and isinstance(seq, int):
+            services.sync.stored_own(seq)
+
+    def editing() -> AbstractContextManager[None]:
+        """Other processes' edits first, then this one, serialised; refused where another process on this machine
+        would not see the vector written (several workers on one embedded Chroma folder)."""
+        if services.settings.worker_count > 1 and services.settings.vectorstore.mode == "embedded":
+            raise ApiError(409, f"catalog edits need one worker process or Chroma in server mode: {services.settings.worker_count} "
+                                "workers share an embedded Chroma folder (see README, Scaling out)")
+        return services.sync.editing() if services.sync is not None else nullcontext()
 
     @router.put("/v1/items/{item_id}", response_model=ItemOut)
     def put_item(item_id: ItemId, body: ItemBody, request: Request,
@@ -76,11 +87,12 @@ def items_router(services: Services) -> APIRouter:
             fields = clean_fields(item_id, body.title, body.category, tags, body.description, body.price, body.brand)
         except DataFormatError as exc:
             raise ApiError(422, f"{exc.column}: {exc.reason}" if exc.column else exc.reason) from None
-        try:
-            result = editor.put(item_id, fields)
-        except VectorStoreUnavailable as exc:
-            raise ApiError(503, f"{exc}; the catalog is unchanged") from None
-        saved(lambda edits: edits.append(item_id, "put", asdict(fields)))
+        with editing():
+            try:
+                result = editor.put(item_id, fields)
+            except VectorStoreUnavailable as exc:
+                raise ApiError(503, f"{exc}; the catalog is unchanged") from None
+            saved(lambda edits: edits.append(item_id, "put", asdict(fields)))
         return ItemOut(request_id=request.state.request_id, item=result.item, created=result.created,
                        timings_ms=result.timings_ms)
 
@@ -88,13 +100,14 @@ def items_router(services: Services) -> APIRouter:
     def delete_item(item_id: ItemId, request: Request, authorization: str | None = Header(None)) -> WithdrawnOut:
         """Withdraw the item: no source, tool or answer offers it again; its vector leaves the store."""
         authorize_operator(services, authorization, client_address(request))
-        try:
-            result = editor.withdraw(item_id)
-        except UnknownItem as exc:
-            raise ApiError(404, str(exc)) from None
-        except VectorStoreUnavailable as exc:
-            raise ApiError(503, f"{exc}; the catalog is unchanged") from None
-        saved(lambda edits: edits.append(item_id, "withdraw"))
+        with editing():
+            try:
+                result = editor.withdraw(item_id)
+            except UnknownItem as exc:
+                raise ApiError(404, str(exc)) from None
+            except VectorStoreUnavailable as exc:
+                raise ApiError(503, f"{exc}; the catalog is unchanged") from None
+            saved(lambda edits: edits.append(item_id, "withdraw"))
         return WithdrawnOut(request_id=request.state.request_id, item_id=result.item.item_id,
                             timings_ms=result.timings_ms)
 

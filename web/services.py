@@ -11,6 +11,7 @@ from agent.prompts import load_prompt_set
 from fusion.recommender import Recommender
 from indexing.build import load_recommender
 from indexing.calibration import load_calibration
+from indexing.live_sync import LiveSync
 from llm_client.client import LLM, LocalModels, make_llm
 from storage.catalog_edits import CatalogEditStore
 from storage.events import EventStore
@@ -35,12 +36,14 @@ class Services:
     events: EventStore | None = None  # live behaviour events, in the sessions database
     catalog_edits: CatalogEditStore | None = None  # items added, replaced or withdrawn through the API
     operator_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(6000))  # per operator key
+    sync: LiveSync | None = None  # what other processes stored (events, catalog edits), applied before a request
 
     @classmethod
     def load(cls, settings: WebConfig, build_index_if_missing: bool = True) -> Services:
         database = settings.home / "sessions" / f"{settings.dataset_key}.sqlite"
         sessions = SessionStore(database)  # first: it names a damaged file before anything else reads it
         events, edits = EventStore(database), CatalogEditStore(database)
+        edits_through = edits.last_seq()  # read before the replay: an edit stored meanwhile is replayed again (idempotent)
         recommender = load_recommender(settings, build_if_missing=build_index_if_missing, events=events, edits=edits)
         llm, error, models = None, None, LocalModels()
         try:
@@ -54,7 +57,8 @@ class Services:
         keys = KeyStore.from_settings(settings.api.keys, settings.api.keys_file, settings.api.operator_keys)
         return cls(settings, recommender, llm, agent, keys, RateLimiter(settings.api.rate_limit_per_minute),
                    error, models, RateLimiter(settings.api.auth_failures_per_minute), events, edits,
-                   RateLimiter(settings.api.operator_rate_limit_per_minute))
+                   RateLimiter(settings.api.operator_rate_limit_per_minute),
+                   LiveSync(recommender, events, edits, edits_through))
 
     def readiness_problems(self) -> list[str]:
         """Why this process should not get traffic now (empty when ready)."""

@@ -65,6 +65,9 @@ class WebConfig(IndexConfig, AgentConfig, Protocol):
     prompt_set: str
 
     @property
+    def worker_count(self) -> int: ...
+
+    @property
     def api(self) -> ApiConfig: ...
 
     @property
