@@ -119,7 +119,7 @@ def refresh_index(settings: IndexConfig, events: EventStore, progress: bool = Tr
     link.symlink_to(fresh.name)
     os.replace(link, current)
     if previous is not None and previous != fresh:
-        shutil.rmtree(previous, ignore_errors=True)  # a process that loaded it holds its arrays in memory
+        shutil.rmtree(previous, ignore_errors=True)  # a process that loaded it keeps its mapped arrays (unlinked files live on)
     return replace(report, path=current)
 
 

@@ -53,8 +53,8 @@ class SourceModels:
         folder.mkdir(parents=True, exist_ok=True)
         assert self.knn.similarity is not None and self.social.friend_weights is not None
         assert self.mf.user_factors is not None and self.mf.item_factors is not None
-        save_csr(folder, "knn", self.knn.similarity)
-        save_csr(folder, "friend_weights", self.social.friend_weights)
+        save_csr(folder / "knn.npz", self.knn.similarity)
+        save_csr(folder / "friend_weights.npz", self.social.friend_weights)
         save_dense(folder / "mf_user.npy", self.mf.user_factors)
         save_dense(folder / "mf_item.npy", self.mf.item_factors)
         save_dense(folder / "item_embeddings.npy", self.content.items)
@@ -69,10 +69,10 @@ class SourceModels:
             mf = np.load(folder / "mf.npz")
             user_factors, item_factors = mf["user"], mf["item"]
         return cls(
-            knn=ItemKNN(settings.knn_neighbours, settings.knn_shrink).load(load_csr(folder, "knn")),
+            knn=ItemKNN(settings.knn_neighbours, settings.knn_shrink).load(load_csr(folder / "knn.npz")),
             mf=ALS(settings.mf_factors, settings.mf_regularization, settings.mf_alpha, settings.mf_iterations,
                    settings.seed, settings.mf_weighting).load(user_factors, item_factors),
-            social=FriendsSignal(settings.social_similarity_weighted).load(load_csr(folder, "friend_weights")),
+            social=FriendsSignal(settings.social_similarity_weighted).load(load_csr(folder / "friend_weights.npz")),
             content=ContentProfile(load_dense(folder / "item_embeddings.npy")),
             registered={entry.name: entry.build(settings).load(folder / entry.file) for entry in REGISTRY},
         )

@@ -43,10 +43,10 @@ class RP3Beta:
 
     def save(self, path: Path) -> None:
         assert self.similarity is not None, "fit first"
-        save_csr(path.parent, path.stem, self.similarity)
+        save_csr(path, self.similarity)
 
     def load(self, path: Path) -> RP3Beta:
-        self.similarity = load_csr(path.parent, path.stem)
+        self.similarity = load_csr(path)
         return self
 
     def resized(self, n_items: int) -> RP3Beta:

@@ -74,7 +74,7 @@ def items_router(services: Services) -> APIRouter:
         would not see the vector written (several workers on one embedded Chroma folder)."""
         if services.settings.worker_count > 1 and services.settings.vectorstore.mode == "embedded":
             raise ApiError(409, f"catalog edits need one worker process or Chroma in server mode: {services.settings.worker_count} "
-                                "workers share an embedded Chroma folder (see README, Scaling out)")
+                                "workers share an embedded Chroma folder (see README, Several worker processes)")
         return services.sync.editing() if services.sync is not None else nullcontext()
 
     @router.put("/v1/items/{item_id}", response_model=ItemOut)

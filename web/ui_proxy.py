@@ -15,6 +15,7 @@ from web.api import client_address, error
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "content-length"}
+FORWARDED = {"x-forwarded-for", "x-forwarded-proto", "forwarded"}  # a client's own claims are dropped, ours sent
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
 
 
@@ -25,7 +26,7 @@ def mount_ui_proxy(app: FastAPI, upstream: str) -> None:
 
     @app.api_route("/{path:path}", methods=METHODS, include_in_schema=False)
     async def ui(path: str, request: Request) -> Any:
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP | FORWARDED]
         headers.append(("x-forwarded-for", client_address(request)))
         headers.append(("x-forwarded-proto", request.url.scheme))
         upstream_request = client.build_request(request.method, request.url.path, params=request.query_params,
